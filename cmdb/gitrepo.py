@@ -1,0 +1,355 @@
+"""The one module that speaks Git (GitPython plus ``git`` processes it starts).
+
+Everything else in the project calls these functions and receives plain dataclasses, or one of the
+errors defined here. The portal's clone is bare: a sync fetches origin and moves the local branch
+to ``origin/<branch>`` with ``update-ref`` (a hard reset that survives force-pushes); content is read
+straight from the object database, at any revision, without a work tree.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import git
+from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+# Revisions users may type: branch, tag, sha, HEAD~2, main^... but never an option or a range.
+_REV_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/~^@{}+-]{0,199}$")
+_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+_FIELD = "\x1f"
+_RECORD = "\x1e"
+
+
+class GitError(Exception):
+    """A Git operation failed; ``str(error)`` is a message fit for users."""
+
+
+class RepositoryUnavailable(GitError):
+    """The origin cannot be reached or the clone cannot be read."""
+
+
+class UnknownRevision(GitError):
+    """A revision that does not name a commit in the clone."""
+
+
+@dataclass(frozen=True, slots=True)
+class TreeEntry:
+    path: str
+    mode: str  # "100644", "100755", "120000" (symlink), "160000" (submodule), "040000" (tree)
+    type: str  # "blob", "tree", "commit"
+    sha: str
+    size: int | None  # None for trees and submodules
+
+    @property
+    def is_symlink(self) -> bool:
+        return self.mode == "120000"
+
+    @property
+    def is_executable(self) -> bool:
+        return self.mode == "100755"
+
+
+@dataclass(frozen=True, slots=True)
+class CommitInfo:
+    sha: str
+    author_name: str
+    author_email: str
+    committed_at: datetime
+    summary: str
+    parents: tuple[str, ...] = ()
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha[:10]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedPath:
+    status: str  # A, M, D, T (type change)
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileDiff:
+    """The unified diff of one file between two revisions."""
+
+    path: str
+    old_path: str
+    status: str
+    patch: str
+    is_binary: bool
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
+def validate_rev(rev: str) -> str:
+    """Refuse anything that could be read as an option, a range or a path."""
+    if not rev or not _REV_RE.match(rev) or ".." in rev or rev.endswith(".lock"):
+        raise UnknownRevision(f"Unknown revision {rev[:80]!r}.")
+    return rev
+
+
+class ConfigRepo:
+    """A bare clone of the configuration repository, in the portal's data directory."""
+
+    def __init__(self, path: Path, *, timeout: int = 120):
+        self.path = Path(path)
+        self.timeout = timeout
+        try:
+            self._repo = git.Repo(self.path)
+        except (InvalidGitRepositoryError, NoSuchPathError) as exc:
+            raise RepositoryUnavailable(f"No repository clone at {self.path}.") from exc
+
+    # --- set-up and sync -------------------------------------------------------------------------------
+    @classmethod
+    def open_or_clone(cls, path: Path, url: str, *, timeout: int = 120) -> ConfigRepo:
+        """Open the clone at ``path``, creating it (bare, no fetch yet) with ``url`` as origin."""
+        path = Path(path)
+        if not url:
+            raise RepositoryUnavailable("No origin repository configured (set CMDB_REPO_URL).")
+        if not (path / "HEAD").exists():
+            path.mkdir(parents=True, exist_ok=True)
+            repo = git.Repo.init(path, bare=True)
+            repo.create_remote("origin", url)
+            repo.close()
+        this = cls(path, timeout=timeout)
+        origin = this._repo.remote("origin")
+        if origin.url != url:
+            origin.set_url(url)
+        return this
+
+    def _run(self, *args: str, input: bytes | None = None) -> bytes:
+        cmd = ["git", "-C", str(self.path), "-c", "core.quotepath=off", *args]
+        try:
+            result = subprocess.run(cmd, input=input, capture_output=True, timeout=self.timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise GitError(f"git {args[0]} timed out after {self.timeout}s.") from exc
+        if result.returncode != 0:
+            message = _decode(result.stderr).strip().splitlines()
+            raise GitError(f"git {args[0]} failed: {message[-1] if message else 'exit ' + str(result.returncode)}")
+        return result.stdout
+
+    def fetch(self, branch: str) -> str:
+        """Fetch every branch and tag from origin (pruning, forced) and return origin's ``branch`` sha."""
+        try:
+            self._repo.git.fetch(
+                "--prune",
+                "--force",
+                "--no-tags",
+                "origin",
+                "+refs/heads/*:refs/remotes/origin/*",
+                "+refs/tags/*:refs/tags/*",
+                kill_after_timeout=self.timeout,
+            )
+        except GitCommandError as exc:
+            detail = _decode(exc.stderr.encode() if isinstance(exc.stderr, str) else exc.stderr or b"").strip()
+            raise RepositoryUnavailable(f"Cannot fetch from origin: {detail or exc}") from exc
+        try:
+            return self.resolve(f"refs/remotes/origin/{branch}")
+        except UnknownRevision:
+            raise RepositoryUnavailable(f"Origin has no branch {branch!r}.") from None
+
+    def reset_branch(self, branch: str, sha: str) -> None:
+        """Point the local ``branch`` (and HEAD) at ``sha`` whatever it was: a hard reset for a bare clone."""
+        self._run("update-ref", f"refs/heads/{branch}", sha)
+        self._run("symbolic-ref", "HEAD", f"refs/heads/{branch}")
+
+    # --- revisions -------------------------------------------------------------------------------------
+    def resolve(self, rev: str) -> str:
+        """The full sha of the commit ``rev`` names, or UnknownRevision."""
+        if not rev.startswith("refs/"):
+            validate_rev(rev)
+        try:
+            out = self._run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
+        except GitError:
+            raise UnknownRevision(f"Unknown revision {rev[:80]!r}.") from None
+        sha = out.decode().strip()
+        if not _SHA_RE.match(sha):
+            raise UnknownRevision(f"Unknown revision {rev[:80]!r}.")
+        return sha
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        cmd = ["git", "-C", str(self.path), "merge-base", "--is-ancestor", ancestor, descendant]
+        return subprocess.run(cmd, capture_output=True, timeout=self.timeout, check=False).returncode == 0
+
+    def commit(self, rev: str) -> CommitInfo:
+        return self.log(rev, max_count=1)[0]
+
+    def branches(self) -> list[str]:
+        """Branch names on origin (as of the last fetch)."""
+        out = self._run("for-each-ref", "--format=%(refname:strip=3)", "refs/remotes/origin/")
+        return sorted(b for b in out.decode().splitlines() if b and b != "HEAD")
+
+    def tags(self) -> list[str]:
+        out = self._run("for-each-ref", "--sort=-creatordate", "--format=%(refname:strip=2)", "refs/tags/")
+        return [t for t in out.decode().splitlines() if t]
+
+    # --- trees and blobs -------------------------------------------------------------------------------
+    def ls_tree(self, rev: str, path: str = "", *, recursive: bool = True) -> list[TreeEntry]:
+        """Entries of the tree at ``rev`` (below ``path``), with blob sizes; paths are repository-relative."""
+        sha = self.resolve(rev) if not _SHA_RE.match(rev) else rev
+        args = ["ls-tree", "-l", "-z", "--full-tree"]
+        if recursive:
+            args.append("-r")
+        args.append(sha)
+        if path:
+            args += ["--", path.rstrip("/") + "/" if not recursive else path]
+        entries = []
+        for record in self._run(*args).split(b"\0"):
+            if not record:
+                continue
+            meta, _, name = record.partition(b"\t")
+            mode, kind, obj, size = meta.decode().split()
+            entries.append(TreeEntry(_decode(name), mode, kind, obj, None if size == "-" else int(size)))
+        return entries
+
+    def read_blobs(self, shas: Iterable[str]) -> dict[str, bytes]:
+        """Contents of many blobs through one ``git cat-file --batch``, requests and replies pipelined."""
+        wanted = list(dict.fromkeys(shas))
+        if not wanted:
+            return {}
+        proc = subprocess.Popen(
+            ["git", "-C", str(self.path), "cat-file", "--batch"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+
+        def feed() -> None:
+            try:
+                proc.stdin.write("".join(f"{sha}\n" for sha in wanted).encode())  # type: ignore[union-attr]
+                proc.stdin.close()  # type: ignore[union-attr]
+            except BrokenPipeError:  # pragma: no cover - git died; the reader reports it
+                pass
+
+        writer = threading.Thread(target=feed, daemon=True)
+        writer.start()
+        out: dict[str, bytes] = {}
+        try:
+            for sha in wanted:
+                header = proc.stdout.readline().decode().split()
+                if len(header) == 2 and header[1] == "missing":
+                    continue
+                if len(header) != 3:
+                    raise GitError(f"Unexpected reply from git cat-file for {sha}.")
+                size = int(header[2])
+                out[sha] = proc.stdout.read(size)
+                proc.stdout.read(1)
+        finally:
+            writer.join(timeout=self.timeout)
+            proc.stdout.close()
+            proc.wait(timeout=self.timeout)
+        return out
+
+    def read_blob(self, sha: str) -> bytes:
+        return self._run("cat-file", "blob", sha)
+
+    def entry(self, rev: str, path: str) -> TreeEntry | None:
+        """The tree entry at ``path`` in ``rev``, or None if there is none."""
+        sha = self.resolve(rev) if not _SHA_RE.match(rev) else rev
+        out = self._run("ls-tree", "-l", "-z", "--full-tree", sha, "--", path)
+        for record in out.split(b"\0"):
+            if not record:
+                continue
+            meta, _, name = record.partition(b"\t")
+            if _decode(name) == path:
+                mode, kind, obj, size = meta.decode().split()
+                return TreeEntry(path, mode, kind, obj, None if size == "-" else int(size))
+        return None
+
+    # --- history ---------------------------------------------------------------------------------------
+    def _parse_log(self, raw: bytes, with_names: bool) -> Iterator[tuple[CommitInfo, list[str]]]:
+        for chunk in raw.split(_RECORD.encode()):
+            if not chunk.strip(b"\0\n"):
+                continue
+            header, _, names = chunk.partition(b"\n")
+            fields = _decode(header).split(_FIELD)
+            if len(fields) < 6:
+                continue
+            sha, parents, name, email, ts, summary = fields[:6]
+            info = CommitInfo(
+                sha=sha,
+                author_name=name,
+                author_email=email,
+                committed_at=datetime.fromtimestamp(int(ts), tz=UTC),
+                summary=summary,
+                parents=tuple(parents.split()),
+            )
+            paths = [_decode(p) for p in names.strip(b"\n\0").split(b"\0") if p.strip(b"\n")] if with_names else []
+            yield info, [p.lstrip("\n") for p in paths]
+
+    _FORMAT = f"--format={_RECORD}%H{_FIELD}%P{_FIELD}%an{_FIELD}%ae{_FIELD}%ct{_FIELD}%s"
+
+    def log(self, rev: str, *, paths: Iterable[str] = (), max_count: int = 50, skip: int = 0) -> list[CommitInfo]:
+        """Commits reachable from ``rev`` (touching ``paths`` when given), newest first."""
+        sha = self.resolve(rev) if not _SHA_RE.match(rev) else rev
+        args = ["log", self._FORMAT, f"--max-count={max_count}", f"--skip={skip}", sha, "--", *paths]
+        return [info for info, _ in self._parse_log(self._run(*args), with_names=False)]
+
+    def log_with_paths(self, rev: str, *, since: str | None = None) -> Iterator[tuple[CommitInfo, list[str]]]:
+        """Every commit in ``since..rev`` (or all of ``rev``), newest first, with the paths it changed."""
+        target = f"{since}..{rev}" if since else rev
+        raw = self._run("log", self._FORMAT, "--name-only", "-z", "--no-renames", target)
+        yield from self._parse_log(raw, with_names=True)
+
+    def changed_paths(self, old: str, new: str) -> list[ChangedPath]:
+        """Files that differ between two commits (no rename detection: a rename is a delete and an add)."""
+        raw = self._run("diff-tree", "-r", "-z", "--no-renames", "--name-status", old, new)
+        parts = raw.split(b"\0")
+        changes = []
+        for i in range(0, len(parts) - 1, 2):
+            status = parts[i].decode().strip()
+            if status:
+                changes.append(ChangedPath(status[0], _decode(parts[i + 1])))
+        return changes
+
+    def diff(self, old: str | None, new: str, *, paths: Iterable[str] = ()) -> list[FileDiff]:
+        """Per-file unified diffs from ``old`` (the empty tree when None) to ``new``."""
+        base = old or EMPTY_TREE
+        raw = self._run("diff", "--no-color", "--no-ext-diff", "--no-renames", "-U3", base, new, "--", *paths)
+        return list(_split_patch(_decode(raw)))
+
+    def commit_diff(self, sha: str, *, paths: Iterable[str] = ()) -> list[FileDiff]:
+        """What one commit changed (against its first parent)."""
+        info = self.commit(sha)
+        return self.diff(info.parents[0] if info.parents else None, info.sha, paths=paths)
+
+
+_DIFF_HEADER = re.compile(r"^diff --git a/(.*) b/(.*)$")
+
+
+def _split_patch(text: str) -> Iterator[FileDiff]:
+    current: list[str] = []
+    old_path = new_path = ""
+
+    def emit() -> FileDiff:
+        body = "\n".join(current)
+        status = "M"
+        if "\nnew file mode" in body:
+            status = "A"
+        elif "\ndeleted file mode" in body:
+            status = "D"
+        binary = "\nBinary files " in body or "\nGIT binary patch" in body
+        return FileDiff(path=new_path, old_path=old_path, status=status, patch=body, is_binary=binary)
+
+    for line in text.splitlines():
+        match = _DIFF_HEADER.match(line)
+        if match:
+            if current:
+                yield emit()
+            current = [line]
+            old_path, new_path = match.group(1), match.group(2)
+        elif current:
+            current.append(line)
+    if current:
+        yield emit()

@@ -1,0 +1,130 @@
+"""The one way the portal renders Markdown; its output is always sanitized with nh3.
+
+Relative links are resolved against the README's folder: a link to another README or folder of the
+repository becomes the portal page of that CI (at the same revision), a relative image becomes the
+raw-file endpoint. Everything then goes through nh3, so hostile HTML in a README (scripts, event
+handlers, ``javascript:`` URLs, iframes) renders harmless whatever the resolver did.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import xml.etree.ElementTree as ET  # noqa: S405 - we only walk the tree python-markdown built
+from collections.abc import Callable
+from urllib.parse import quote, unquote, urlsplit
+
+import markdown as md
+import nh3
+from markdown.extensions import Extension
+from markdown.treeprocessors import Treeprocessor
+
+from cmdb.layout import README, safe_repo_path
+
+# (kind, repository path) -> URL. kind is "page" (a CI or folder) , "file" (an artifact) or "raw".
+LinkResolver = Callable[[str, str], str]
+
+ALLOWED_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "details", "div", "dl", "dt", "em",
+    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "input", "ins", "kbd", "li", "ol", "p", "pre",
+    "s", "span", "strong", "sub", "summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
+}
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "th": {"align", "colspan", "rowspan"},
+    "td": {"align", "colspan", "rowspan"},
+    "h1": {"id"}, "h2": {"id"}, "h3": {"id"}, "h4": {"id"}, "h5": {"id"}, "h6": {"id"},
+    "span": {"class"},
+    "div": {"class"},
+    "code": {"class"},
+    "pre": {"class"},
+    "input": {"type", "checked", "disabled"},
+    "ol": {"start"},
+}
+URL_SCHEMES = {"http", "https", "mailto"}
+
+
+class _LinkRewriter(Treeprocessor):
+    def __init__(self, md_instance: md.Markdown, base_dir: str, resolver: LinkResolver | None):
+        super().__init__(md_instance)
+        self.base_dir = base_dir
+        self.resolver = resolver
+
+    def run(self, root: ET.Element) -> None:
+        for el in root.iter():
+            if el.tag == "a" and el.get("href"):
+                el.set("href", self._rewrite(el.get("href", ""), image=False))
+            elif el.tag == "img" and el.get("src"):
+                el.set("src", self._rewrite(el.get("src", ""), image=True))
+
+    def _rewrite(self, url: str, *, image: bool) -> str:
+        parts = urlsplit(url)
+        if parts.scheme or parts.netloc or url.startswith(("#", "/")) or not parts.path:
+            return url  # absolute, anchor or site-relative: left for nh3 to judge
+        target = posixpath.normpath(posixpath.join(self.base_dir, unquote(parts.path)))
+        if target == ".":
+            target = ""
+        clean = safe_repo_path(target)
+        if clean is None or self.resolver is None:
+            return "#"  # points outside the repository
+        fragment = f"#{quote(parts.fragment)}" if parts.fragment else ""
+        if image:
+            return self.resolver("raw", clean)
+        if clean == README or clean.endswith("/" + README):
+            return self.resolver("page", posixpath.dirname(clean)) + fragment
+        if url.endswith("/") or "." not in posixpath.basename(clean):
+            return self.resolver("page", clean) + fragment
+        return self.resolver("file", clean) + fragment
+
+
+class _LinkExtension(Extension):
+    def __init__(self, base_dir: str, resolver: LinkResolver | None):
+        super().__init__()
+        self.base_dir = base_dir
+        self.resolver = resolver
+
+    def extendMarkdown(self, md_instance: md.Markdown) -> None:  # noqa: N802 - python-markdown API
+        md_instance.treeprocessors.register(_LinkRewriter(md_instance, self.base_dir, self.resolver), "cmdb_links", 1)
+
+
+def sanitize(html: str) -> str:
+    """Strip everything that could run script or load foreign frames from ``html``."""
+    return nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    )
+
+
+def render_markdown(text: str, *, base_dir: str = "", resolver: LinkResolver | None = None) -> str:
+    """Markdown (tables, fenced code, TOC, highlighting) to sanitized HTML.
+
+    ``base_dir`` is the repository folder the text lives in; ``resolver`` turns repository paths
+    into portal URLs. Without a resolver, relative links are neutralised.
+    """
+    renderer = md.Markdown(
+        extensions=[
+            "tables",
+            "fenced_code",
+            "sane_lists",
+            "toc",
+            "codehilite",
+            _LinkExtension(base_dir, resolver),
+        ],
+        extension_configs={
+            "codehilite": {"css_class": "highlight", "guess_lang": False},
+            "toc": {"permalink": False, "slugify": _slugify},
+        },
+        output_format="html",
+    )
+    return sanitize(renderer.convert(text))
+
+
+def _slugify(value: str, separator: str) -> str:
+    from markdown.extensions.toc import slugify_unicode
+
+    # A prefix keeps heading ids from clobbering the page's own element ids.
+    return "md-" + slugify_unicode(value, separator)

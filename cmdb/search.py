@@ -1,0 +1,89 @@
+"""Ranked full-text search over CI names, paths and README text.
+
+The database's own full-text engine does the work: an FTS5 table on SQLite, a ``tsvector`` table
+with a GIN index on PostgreSQL (both created by migration 0002). Rows are written by the indexer in
+the same transaction as the CIs they describe.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import connection
+
+_TOKEN = re.compile(r"[\w]+", re.UNICODE)
+MAX_TERMS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    ci_id: int
+    rank: float
+    snippet: str  # plain text with the matches between \x02 and \x03 markers
+
+
+def _terms(query: str) -> list[str]:
+    return [t.lower() for t in _TOKEN.findall(query)][:MAX_TERMS]
+
+
+def _path_words(path: str) -> str:
+    # "production/web-1/nginx" is searchable as its parts too.
+    return path + " " + re.sub(r"[/_.\-]+", " ", path)
+
+
+def replace_documents(docs: Iterable[tuple[int, str, str, str]], delete_ids: Iterable[int] = ()) -> None:
+    """Write (ci_id, name, path, body) rows, replacing those of the same ids and of ``delete_ids``."""
+    docs = list(docs)
+    ids = [d[0] for d in docs] + list(delete_ids)
+    with connection.cursor() as cur:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join(["%s"] * len(chunk))
+            column = "rowid" if connection.vendor == "sqlite" else "ci_id"
+            cur.execute(f"DELETE FROM cmdb_search WHERE {column} IN ({marks})", chunk)  # noqa: S608
+        if not docs:
+            return
+        if connection.vendor == "sqlite":
+            cur.executemany(
+                "INSERT INTO cmdb_search(rowid, name, path, body) VALUES (%s, %s, %s, %s)",
+                [(i, n, _path_words(p), b) for i, n, p, b in docs],
+            )
+        else:
+            cur.executemany(
+                "INSERT INTO cmdb_search(ci_id, body, doc) VALUES (%s, %s, "
+                "setweight(to_tsvector('simple', %s), 'A') || setweight(to_tsvector('simple', %s), 'B')"
+                " || setweight(to_tsvector('simple', %s), 'D'))",
+                [(i, b, n, _path_words(p), b) for i, n, p, b in docs],
+            )
+
+
+def clear() -> None:
+    with connection.cursor() as cur:
+        cur.execute("DELETE FROM cmdb_search")
+
+
+def search(query: str, *, limit: int = 50) -> list[Hit]:
+    """The best ``limit`` CIs for ``query`` (every term must match, as a prefix), best first."""
+    terms = _terms(query)
+    if not terms:
+        return []
+    with connection.cursor() as cur:
+        if connection.vendor == "sqlite":
+            match = " AND ".join(f'"{t}"*' for t in terms)
+            cur.execute(
+                "SELECT rowid, bm25(cmdb_search, 10.0, 4.0, 1.0) AS score,"
+                " snippet(cmdb_search, 2, char(2), char(3), '…', 16)"
+                " FROM cmdb_search WHERE cmdb_search MATCH %s ORDER BY score LIMIT %s",
+                [match, limit],
+            )
+            return [Hit(int(r[0]), -float(r[1]), r[2] or "") for r in cur.fetchall()]
+        tsquery = " & ".join(f"{t}:*" for t in terms)
+        cur.execute(
+            "SELECT ci_id, ts_rank_cd(doc, q) AS score,"
+            " ts_headline('simple', body, q, 'StartSel=\x02,StopSel=\x03,MaxWords=20,MinWords=8')"
+            " FROM cmdb_search, to_tsquery('simple', %s) q WHERE doc @@ q ORDER BY score DESC LIMIT %s",
+            [tsquery, limit],
+        )
+        return [Hit(int(r[0]), float(r[1]), r[2] or "") for r in cur.fetchall()]
