@@ -118,9 +118,13 @@ def _sync_once(*, trigger: str, acting_user=None) -> SyncRun:
         with transaction.atomic():
             mode, changed = index_commit(repo, target, previous=previous)
             _record_success(run, target, previous, mode, changed, started)
-    except (GitError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure must be recorded; the index rolled back
         message = str(exc) or exc.__class__.__name__
-        log.warning("sync failed: %s", message)
+        if not isinstance(exc, GitError):
+            log.exception("indexing failed")
+            message = f"Indexing failed ({exc.__class__.__name__}): {message}"
+        else:
+            log.warning("sync failed: %s", message)
         SyncRun.objects.filter(pk=run.pk).update(
             status=SyncRun.Status.FAILED,
             finished_at=timezone.now(),
