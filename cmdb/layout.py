@@ -51,7 +51,7 @@ def ci_for_dir(dir_path: str) -> CIRef | None:
     if any(p.startswith(".") for p in parts):
         return None
     for i, part in enumerate(parts):
-        if part == COMMON:
+        if part == COMMON and i < 3:
             return CIRef("/".join(parts[: i + 1]), COMMON_KIND) if i == len(parts) - 1 else None
     if len(parts) <= 3:
         return CIRef(dir_path, KIND_BY_DEPTH[len(parts)])
@@ -64,10 +64,10 @@ def owning_ci(file_path: str) -> CIRef | None:
         return None
     parts = file_path.split("/")[:-1]
     for i, part in enumerate(parts):
-        if part == COMMON and i <= 3:
-            return CIRef("/".join(parts[: i + 1]), COMMON_KIND)
         if i >= 3:
             break
+        if part == COMMON:
+            return CIRef("/".join(parts[: i + 1]), COMMON_KIND)
     depth = min(len(parts), 3)
     return CIRef("/".join(parts[:depth]), KIND_BY_DEPTH[depth])
 
