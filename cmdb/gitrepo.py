@@ -273,7 +273,8 @@ class ConfigRepo:
             if not chunk.strip(b"\0\n"):
                 continue
             header, _, names = chunk.partition(b"\n")
-            fields = _decode(header).split(_FIELD)
+            # With -z, a commit without paths ends in NUL instead of a newline.
+            fields = _decode(header.strip(b"\0\n")).split(_FIELD)
             if len(fields) < 6:
                 continue
             sha, parents, name, email, ts, summary = fields[:6]

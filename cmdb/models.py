@@ -99,12 +99,12 @@ class Artifact(models.Model):
     def __str__(self) -> str:
         return self.path
 
+    def get_absolute_url(self) -> str:
+        return reverse("cmdb:artifact_detail", kwargs={"path": self.path})
+
     @property
     def relative_path(self) -> str:
         return layout.relative_to_ci(self.path, self.ci.path)
-
-    def get_absolute_url(self) -> str:
-        return reverse("cmdb:artifact_detail", kwargs={"path": self.path})
 
 
 class LintWarning(models.Model):

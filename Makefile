@@ -1,0 +1,87 @@
+# CM portal — developer and CI entry points.
+#
+#   make test              venv + static assets + Debian services, then scripts/test.sh
+#   make test PYTEST_ARGS="tests/test_x.py -k foo"
+#   make demo              scripts/demo.sh
+#   make lint              ruff check + mypy on $(MYPY_FILES)
+#
+# Everything the project needs on a fresh machine is installed from here (see .ci/run).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+VENV_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+# Root on the project's machines; a developer laptop gets sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SYSTEM_PACKAGES := redis-server postgresql openssh-server rsync chromium git
+
+# Files checked by mypy. Extend with `MYPY_FILES += path.py` below or on the command line.
+MYPY_FILES := cmdb/gitrepo.py cmdb/services.py cmdb/layout.py cmdb/secrets.py cmdb/markdown.py
+
+PYTEST_ARGS ?=
+
+.PHONY: help venv static system-packages test demo lint clean distclean
+
+help:
+	@echo "targets: venv static system-packages test demo lint clean distclean"
+
+# --- Python -----------------------------------------------------------------------------------------
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/uv --version 2>/dev/null | grep -qF ' $(UV_VERSION)' \
+	  || $(VPY) -m pip install -q uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip install -q --python $(VPY) -r pyproject.toml --extra dev
+	@touch $@
+
+# --- front-end assets (bootstrap, bootstrap-icons -> STATICFILES_DIRS) -------------------------------
+static: $(NODE_STAMP)
+
+$(NODE_STAMP): package.json $(wildcard package-lock.json)
+	@if [ -f package-lock.json ]; then \
+	  npm ci --no-audit --no-fund; \
+	else \
+	  npm install --no-audit --no-fund; \
+	fi
+	@test -f node_modules/bootstrap/dist/css/bootstrap.min.css
+	@test -f node_modules/bootstrap-icons/font/bootstrap-icons.min.css
+	@touch $@
+
+# --- Debian packages: the real services the tests start (no systemd: nothing is started here) -------
+system-packages:
+	@if dpkg-query -W -f='$${db:Status-Abbrev}\n' $(SYSTEM_PACKAGES) 2>/dev/null \
+	     | awk '$$1 != "ii" {bad=1} END {exit bad || NR != $(words $(SYSTEM_PACKAGES))}'; then \
+	  echo "system-packages: all installed ($(SYSTEM_PACKAGES))"; \
+	else \
+	  echo "system-packages: installing $(SYSTEM_PACKAGES)"; \
+	  $(SUDO) apt-get update; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); \
+	fi
+
+# --- entry points -----------------------------------------------------------------------------------
+test: venv static system-packages
+	scripts/test.sh $(PYTEST_ARGS)
+
+demo: venv static
+	scripts/demo.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	@# The django-stubs plugin imports portal.settings, which needs a secret key unless DEBUG.
+	DJANGO_DEBUG=true $(VENV)/bin/mypy $(MYPY_FILES)
+
+# Generated files only; data/ (the portal's own data) and the venv are kept.
+clean:
+	rm -rf node_modules test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	find . -path ./.venv -prune -o \( -name __pycache__ -type d -prune -exec rm -rf {} + \) -o \( -name '*.pyc' -delete \)
+
+distclean: clean
+	rm -rf $(VENV)
