@@ -39,6 +39,18 @@ class UnknownRevision(GitError):
     """A revision that does not name a commit in the clone."""
 
 
+class MergeConflict(GitError):
+    """A merge that Git cannot do without a person; ``paths`` are the conflicting files."""
+
+    def __init__(self, message: str, paths: list[str]):
+        super().__init__(message)
+        self.paths = paths
+
+
+class PushRejected(GitError):
+    """Origin refused a push (it moved meanwhile, or protects the branch)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TreeEntry:
     path: str
@@ -85,6 +97,12 @@ class FileDiff:
     status: str
     patch: str
     is_binary: bool
+
+
+def _base_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
 
 
 def _decode(raw: bytes) -> str:
@@ -180,6 +198,73 @@ class ConfigRepo:
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         cmd = ["git", "-C", str(self.path), "merge-base", "--is-ancestor", ancestor, descendant]
         return subprocess.run(cmd, capture_output=True, timeout=self.timeout, check=False).returncode == 0
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        """The best common ancestor of two commits, or None when their histories are unrelated."""
+        cmd = ["git", "-C", str(self.path), "merge-base", a, b]
+        result = subprocess.run(cmd, capture_output=True, timeout=self.timeout, check=False)
+        return result.stdout.decode().strip() or None if result.returncode == 0 else None
+
+    def rev_list(self, spec: str, *, first_parent: bool = False, limit: int = 1000) -> list[str]:
+        """Commit shas of ``spec`` (e.g. ``A..B``), newest first."""
+        args = ["rev-list", f"--max-count={limit}"]
+        if first_parent:
+            args.append("--first-parent")
+        return self._run(*args, spec).decode().split()
+
+    def merge(self, target: str, source: str, *, message: str, author: tuple[str, str]) -> tuple[str, bool]:
+        """Merge commit ``source`` into commit ``target`` without a work tree.
+
+        Returns (new sha, fast_forward). A fast-forward when ``target`` is an ancestor of ``source``;
+        otherwise a merge commit made with ``merge-tree --write-tree``. Raises MergeConflict.
+        """
+        if self.is_ancestor(target, source):
+            return source, True
+        cmd = ["git", "-C", str(self.path), "merge-tree", "--write-tree", "--name-only", "--no-messages", target, source]
+        result = subprocess.run(cmd, capture_output=True, timeout=self.timeout, check=False)
+        lines = _decode(result.stdout).splitlines()
+        if result.returncode == 1:
+            raise MergeConflict("The branch conflicts with main in: " + ", ".join(lines[1:]), lines[1:])
+        if result.returncode != 0 or not lines:
+            raise GitError(f"git merge-tree failed: {_decode(result.stderr).strip()}")
+        tree = lines[0].strip()
+        env = {
+            "GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1],
+            "GIT_COMMITTER_NAME": author[0], "GIT_COMMITTER_EMAIL": author[1],
+        }
+        out = subprocess.run(
+            ["git", "-C", str(self.path), "commit-tree", tree, "-p", target, "-p", source, "-F", "-"],
+            input=message.encode(), capture_output=True, timeout=self.timeout, check=False,
+            env={**_base_env(), **env},
+        )
+        if out.returncode != 0:
+            raise GitError(f"git commit-tree failed: {_decode(out.stderr).strip()}")
+        return out.stdout.decode().strip(), False
+
+    def push(self, sha: str, branch: str, *, expect: str) -> None:
+        """Move origin's ``branch`` to ``sha`` only if it is still at ``expect`` (no lost updates)."""
+        try:
+            self._run("push", "--porcelain", f"--force-with-lease=refs/heads/{branch}:{expect}", "origin",
+                      f"{sha}:refs/heads/{branch}")
+        except GitError as exc:
+            raise PushRejected(f"Origin refused the push to {branch}: {exc}") from exc
+        self._run("update-ref", f"refs/remotes/origin/{branch}", sha)
+
+    def create_tag(self, name: str, sha: str, *, message: str, author: tuple[str, str]) -> None:
+        """An annotated tag, created locally and pushed to origin (refused if it exists)."""
+        validate_rev(name)
+        env = {**_base_env(), "GIT_COMMITTER_NAME": author[0], "GIT_COMMITTER_EMAIL": author[1]}
+        result = subprocess.run(
+            ["git", "-C", str(self.path), "tag", "-a", name, sha, "-F", "-"],
+            input=message.encode(), capture_output=True, timeout=self.timeout, check=False, env=env,
+        )
+        if result.returncode != 0:
+            raise GitError(f"Cannot create tag {name!r}: {_decode(result.stderr).strip()}")
+        try:
+            self._run("push", "origin", f"refs/tags/{name}:refs/tags/{name}")
+        except GitError as exc:
+            self._run("tag", "-d", name)
+            raise PushRejected(f"Origin refused the tag {name!r}: {exc}") from exc
 
     def commit(self, rev: str) -> CommitInfo:
         return self.log(rev, max_count=1)[0]

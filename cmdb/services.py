@@ -26,6 +26,7 @@ from cmdb.gitrepo import CommitInfo, ConfigRepo, GitError, TreeEntry, UnknownRev
 from cmdb.markdown import render_markdown
 from cmdb.models import Artifact, Commit, ConfigItem, LintWarning, SyncRun, SyncState
 from cmdb.secrets import SECRETS_FILE, SecretPatterns, has_private_key, is_secret
+from cmdb.signals import index_updated
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,10 @@ def _sync_once(*, trigger: str, acting_user=None) -> SyncRun:
         SyncState.objects.filter(pk=1).update(last_error=message, last_error_at=timezone.now())
         raise SyncError(message) from exc
     run.refresh_from_db()
+    # Listeners (change control) refresh branches and scan main; their failures never undo the index.
+    for receiver, result in index_updated.send_robust(sender=SyncRun, previous=previous, current=run.to_sha):
+        if isinstance(result, Exception):
+            log.error("index_updated receiver %s failed: %s", receiver, result, exc_info=result)
     return run
 
 
@@ -372,7 +377,8 @@ def _write_cis(
     warnings: list[LintWarning] = []
     docs: list[tuple[int, str, str, str]] = []
     for depth in sorted(by_depth):
-        new_rows, updated_rows = [], []
+        new_rows: list[ConfigItem] = []
+        updated_rows: list[ConfigItem] = []
         for content in by_depth[depth]:
             ref = content.ref
             row = existing.get(ref.path) or ConfigItem(path=ref.path)
@@ -661,13 +667,14 @@ def ci_snapshot(path: str, rev: str | None) -> CISnapshot | None:
         item = ConfigItem.objects.select_related("last_commit").filter(path=path).first()
         if item is None:
             return None
-        children = list(
-            ConfigItem.objects.filter(parent=item).only("path", "name", "kind", "artifact_count", "warning_count")
-        )
         return CISnapshot(
             path=path, kind=item.kind, name=item.name, sha=sha, rev=None,
             readme_markdown=item.readme_markdown, readme_html=ci_readme_html(item), has_readme=item.has_readme,
-            artifacts=list(item.artifacts.all()), children=children, item=item,
+            artifacts=list(item.artifacts.all()),
+            children=list(
+                ConfigItem.objects.filter(parent=item).only("path", "name", "kind", "artifact_count", "warning_count")
+            ),
+            item=item,
         )
     repo = get_repo()
     recursive = ref.kind in (layout.APPLICATION, layout.COMMON_KIND)
@@ -676,7 +683,8 @@ def ci_snapshot(path: str, rev: str | None) -> CISnapshot | None:
         return None
     patterns = _secret_patterns(repo, sha)
     readme_entry = None
-    artifacts, children = [], []
+    artifacts: list[ArtifactInfo] = []
+    children: list[ChildInfo] = []
     for e in entries:
         if e.type == "tree":
             child = layout.ci_for_dir(e.path)

@@ -32,6 +32,8 @@ CMDB_MAX_VIEW_BYTES = env_int("CMDB_MAX_VIEW_BYTES", 1024 * 1024, minimum=1024)
 # Artifacts above this size get a lint warning ("very large file").
 CMDB_LARGE_FILE_BYTES = env_int("CMDB_LARGE_FILE_BYTES", 10 * 1024 * 1024, minimum=1024)
 CMDB_GIT_TIMEOUT = env_int("CMDB_GIT_TIMEOUT", 120, minimum=1)
+# Where the portal is reached, for links in mail (e.g. https://cm.example.org).
+CMDB_PUBLIC_URL = env_str("CMDB_PUBLIC_URL", "http://localhost:8000")
 
 try:
     CMDB_DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -172,6 +174,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Offline docs: no badge that asks validator.swagger.io about the schema.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
 }
 

@@ -90,3 +90,16 @@ def write_standard_layout(repo: WorkRepo) -> None:
     repo.write("test/web-test1/README.md", "# web-test1\n")
     repo.write("test/web-test1/nginx/README.md", "# nginx (test)\n")
     repo.write("test/web-test1/nginx/files/etc/nginx/nginx.conf", "worker_processes 1;\n")
+
+
+def on_branch(repo: WorkRepo, branch: str, files: dict[str, str], *, message: str = "work", base: str = "main") -> str:
+    """Create ``branch`` from ``base``, write ``files``, commit and push it; back on main afterwards."""
+    repo.git("checkout", "-q", "-B", branch, base)
+    for path, content in files.items():
+        repo.write(path, content)
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", message)
+    sha = repo.head()
+    repo.git("push", "-q", "--force", "origin", f"{branch}:{branch}")
+    repo.git("checkout", "-q", "main")
+    return sha

@@ -1,0 +1,291 @@
+"""Change control: change requests tied to branches, their impact, votes, record, baselines.
+
+Rules about one object live here as methods; workflows that touch several rows, Git or mail live in
+``changes.services``.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class ChangeRequest(models.Model):
+    """A request to change the configuration, carried by a branch of the configuration repository."""
+
+    class Type(models.TextChoices):
+        STANDARD = "standard"
+        NORMAL = "normal"
+        EMERGENCY = "emergency"
+
+    class Risk(models.TextChoices):
+        LOW = "low"
+        MEDIUM = "medium"
+        HIGH = "high"
+
+    class State(models.TextChoices):
+        DRAFT = "draft"
+        SUBMITTED = "submitted"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+        SCHEDULED = "scheduled"
+        IMPLEMENTED = "implemented"
+        VERIFIED = "verified"
+        CLOSED = "closed"
+        WITHDRAWN = "withdrawn"
+
+    OPEN_STATES = (State.DRAFT, State.SUBMITTED, State.APPROVED, State.SCHEDULED)
+
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True, help_text="Markdown")
+    type = models.CharField(max_length=20, choices=Type.choices, default=Type.NORMAL)
+    risk = models.CharField(max_length=10, choices=Risk.choices, default=Risk.MEDIUM)
+    planned_start = models.DateTimeField(null=True, blank=True)
+    planned_end = models.DateTimeField(null=True, blank=True)
+    rollback_plan = models.TextField(blank=True)
+    requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="change_requests")
+    watchers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="watched_changes")
+    branch = models.CharField(max_length=255, db_index=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.DRAFT, db_index=True)
+    head_sha = models.CharField(max_length=40, blank=True, help_text="Branch head the impact was computed for")
+    base_sha = models.CharField(max_length=40, blank=True, help_text="Merge base with main")
+    branch_missing = models.BooleanField(default=False, help_text="The branch is gone from origin")
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+    impact = models.JSONField(default=dict, blank=True)
+    merged_sha = models.CharField(max_length=40, blank=True)
+    # Emergency changes may be implemented before approval; they stay flagged until approved.
+    approved_after_the_fact = models.BooleanField(default=False)
+    implemented_without_approval = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"CR-{self.pk}: {self.title}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("changes:change_detail", kwargs={"pk": self.pk})
+
+    @property
+    def reference(self) -> str:
+        return f"CR-{self.pk}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in self.OPEN_STATES
+
+    @property
+    def needs_after_the_fact_approval(self) -> bool:
+        """An emergency change released before it was approved, and still not approved."""
+        return self.implemented_without_approval and not self.approved_after_the_fact
+
+    def clean(self) -> None:
+        if self.planned_start and self.planned_end and self.planned_end <= self.planned_start:
+            raise ValidationError({"planned_end": "The planned window must end after it starts."})
+
+    def environments(self) -> list[str]:
+        return sorted({ci["environment"] for ci in self.impact.get("cis", []) if ci.get("environment")})
+
+    def machines(self) -> list[str]:
+        return sorted({ci["machine_path"] for ci in self.impact.get("cis", []) if ci.get("machine_path")})
+
+
+class ImpactedCI(models.Model):
+    """One CI a change touches, directly or through a ``_common`` folder it depends on (for filtering)."""
+
+    class Reason(models.TextChoices):
+        DIRECT = "direct"
+        COMMON = "common", "depends on a changed _common folder"
+
+    change = models.ForeignKey(ChangeRequest, on_delete=models.CASCADE, related_name="impacted")
+    path = models.CharField(max_length=1000)
+    kind = models.CharField(max_length=20)
+    environment = models.CharField(max_length=255, db_index=True)
+    machine = models.CharField(max_length=1000, blank=True, db_index=True)
+    reason = models.CharField(max_length=10, choices=Reason.choices)
+    via = models.CharField(max_length=1000, blank=True, help_text="The _common folder, for dependent CIs")
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [models.UniqueConstraint(fields=["change", "path"], name="impacted_once_per_change")]
+
+    def __str__(self) -> str:
+        return f"{self.change_id}: {self.path} ({self.reason})"
+
+
+class Approval(models.Model):
+    """A vote on a change request, for the branch head it was given on."""
+
+    class Decision(models.TextChoices):
+        APPROVE = "approve"
+        REJECT = "reject"
+
+    change = models.ForeignKey(ChangeRequest, on_delete=models.CASCADE, related_name="approvals")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    head_sha = models.CharField(max_length=40)
+    created_at = models.DateTimeField(default=timezone.now)
+    dismissed_at = models.DateTimeField(null=True, blank=True)
+    dismissed_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            # An approver counts once per branch head, however many times they click.
+            models.UniqueConstraint(
+                fields=["change", "user", "head_sha"],
+                condition=models.Q(dismissed_at__isnull=True),
+                name="one_live_vote_per_user_and_head",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.decision} {self.change_id}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.dismissed_at is None
+
+
+class ApprovalPolicy(models.Model):
+    """How many approvals a change touching an environment needs (staff-configured)."""
+
+    environment = models.CharField(max_length=255, unique=True)
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+
+    class Meta:
+        ordering = ["environment"]
+        verbose_name_plural = "approval policies"
+
+    def __str__(self) -> str:
+        return f"{self.environment}: {self.required_approvals}"
+
+    @staticmethod
+    def default_for(environment: str) -> int:
+        return 2 if environment == "production" else 1
+
+    @classmethod
+    def required_for(cls, environments: list[str]) -> int:
+        """The strictest requirement among ``environments`` (1 when the change touches none)."""
+        configured = dict(cls.objects.filter(environment__in=environments).values_list("environment", "required_approvals"))
+        return max([configured.get(env, cls.default_for(env)) for env in environments] or [1])
+
+
+class FreezePeriod(models.Model):
+    """A blackout window: nothing but emergency changes may be scheduled inside it."""
+
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    reason = models.CharField(max_length=200)
+    environment = models.CharField(max_length=255, blank=True, help_text="Empty: every environment")
+
+    class Meta:
+        ordering = ["start"]
+
+    def __str__(self) -> str:
+        return f"{self.reason} ({self.start:%Y-%m-%d} – {self.end:%Y-%m-%d})"
+
+    def clean(self) -> None:
+        if self.end <= self.start:
+            raise ValidationError({"end": "A freeze must end after it starts."})
+
+
+class Comment(models.Model):
+    change = models.ForeignKey(ChangeRequest, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    body = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"comment {self.pk} on {self.change_id}"
+
+
+class AppendOnlyError(Exception):
+    """Raised on any attempt to change or delete a record row."""
+
+
+class ChangeEvent(models.Model):
+    """The append-only record: who did what, when, on which commit. Never updated, never deleted."""
+
+    change = models.ForeignKey(ChangeRequest, null=True, blank=True, on_delete=models.PROTECT, related_name="events")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    action = models.CharField(max_length=40, db_index=True)
+    message = models.TextField(blank=True)
+    commit_sha = models.CharField(max_length=40, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.change_id or ''}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise AppendOnlyError("The change record is append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("The change record is append-only.")
+
+
+class Baseline(models.Model):
+    """A named, tagged state of ``main``."""
+
+    name = models.CharField(max_length=100, unique=True)
+    sha = models.CharField(max_length=40)
+    note = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class UnauthorizedCommit(models.Model):
+    """A commit that reached ``main`` without an approved change request."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        LINKED = "linked", "linked to a change request"
+        ACKNOWLEDGED = "acknowledged"
+
+    sha = models.CharField(max_length=40, unique=True)
+    summary = models.CharField(max_length=500)
+    author = models.CharField(max_length=200)
+    committed_at = models.DateTimeField()
+    detected_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN, db_index=True)
+    change = models.ForeignKey(ChangeRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-committed_at"]
+
+    def __str__(self) -> str:
+        return f"{self.sha[:10]} {self.summary}"
+
+
+class ReleasedCommit(models.Model):
+    """A commit that reached ``main`` through the portal's release of a change request."""
+
+    sha = models.CharField(max_length=40, unique=True)
+    change = models.ForeignKey(ChangeRequest, on_delete=models.PROTECT, related_name="released_commits")
+
+    def __str__(self) -> str:
+        return f"{self.sha[:10]} ({self.change_id})"

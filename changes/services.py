@@ -1,0 +1,685 @@
+"""Change-control workflows. Each ``change_*`` action checks permission and state, runs in one
+transaction with the CR row locked, and writes its ChangeEvent in that same transaction; mail and
+background work are queued with ``transaction.on_commit``.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from changes import permissions
+from changes.models import (
+    Approval,
+    ApprovalPolicy,
+    Baseline,
+    ChangeEvent,
+    ChangeRequest,
+    Comment,
+    FreezePeriod,
+    ImpactedCI,
+    ReleasedCommit,
+    UnauthorizedCommit,
+)
+from cmdb import layout
+from cmdb import services as cmdb_services
+from cmdb.gitrepo import ConfigRepo, FileDiff, GitError, MergeConflict, PushRejected, UnknownRevision
+from cmdb.secrets import MASK, SecretPatterns, has_private_key, is_secret, mask_text
+
+log = logging.getLogger(__name__)
+State = ChangeRequest.State
+
+
+# ====================================================================================================
+# Errors: each maps to one HTTP status in views and the API
+# ====================================================================================================
+
+
+class ChangeError(Exception):
+    """Base of change-control errors; ``str()`` is the message shown to users."""
+
+    status = 400
+
+
+class ChangeForbidden(ChangeError):
+    status = 403
+
+
+class IllegalTransition(ChangeError):
+    status = 409
+
+
+class ChangeConflict(ChangeError):
+    """Git said no (merge conflict, origin moved, branch moved) or another action won the race."""
+
+    status = 409
+
+
+class BadBranch(ChangeError):
+    status = 400
+
+
+# ====================================================================================================
+# The state machine
+# ====================================================================================================
+
+# action -> states it may start from (emergency and after-the-fact rules are applied in the actions)
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "edit": (State.DRAFT, State.SUBMITTED, State.REJECTED),
+    "submit": (State.DRAFT, State.REJECTED),
+    "approve": (State.SUBMITTED,),
+    "reject": (State.SUBMITTED,),
+    "schedule": (State.APPROVED, State.SCHEDULED),
+    "implement": (State.APPROVED, State.SCHEDULED),
+    "verify": (State.IMPLEMENTED,),
+    "close": (State.VERIFIED, State.REJECTED, State.WITHDRAWN),
+    "withdraw": (State.DRAFT, State.SUBMITTED, State.APPROVED, State.SCHEDULED, State.REJECTED),
+}
+EMERGENCY_IMPLEMENT_FROM = (State.DRAFT, State.SUBMITTED, State.APPROVED, State.SCHEDULED)
+AFTER_THE_FACT_STATES = (State.IMPLEMENTED, State.VERIFIED, State.CLOSED)
+
+
+def allowed(action: str, change: ChangeRequest) -> bool:
+    """Whether ``action`` may start from the change's current state."""
+    if action in ("approve", "reject") and change.needs_after_the_fact_approval and change.state in AFTER_THE_FACT_STATES:
+        return True
+    if action == "implement" and change.type == ChangeRequest.Type.EMERGENCY:
+        return change.state in EMERGENCY_IMPLEMENT_FROM
+    return change.state in TRANSITIONS.get(action, ())
+
+
+def available_actions(user, change: ChangeRequest) -> list[str]:
+    """The actions this user may take now (for buttons and the API)."""
+    actions = [a for a in TRANSITIONS if allowed(a, change) and permissions.can(user, a, change)]
+    if permissions.can(user, "comment", change):
+        actions.append("comment")
+    return actions
+
+
+def _check(action: str, change: ChangeRequest, user) -> None:
+    if not permissions.can(user, action, change):
+        raise ChangeForbidden(permissions.denial(action))
+    if not allowed(action, change):
+        raise IllegalTransition(f"Cannot {action} a change request that is {change.state}.")
+
+
+def _locked(change: ChangeRequest) -> ChangeRequest:
+    """Re-read the row under a lock: concurrent actions on one CR run one after the other."""
+    return ChangeRequest.objects.select_for_update().get(pk=change.pk)
+
+
+def _event(change: ChangeRequest | None, actor, action: str, message: str = "", *, commit: str = "", **data) -> ChangeEvent:
+    return ChangeEvent.objects.create(
+        change=change, actor=actor, action=action, message=message, commit_sha=commit, data=data
+    )
+
+
+def _author(user) -> tuple[str, str]:
+    name = user.get_full_name() or user.get_username()
+    return name, user.email or f"{user.get_username()}@cm-portal.invalid"
+
+
+# ====================================================================================================
+# Branches and impact
+# ====================================================================================================
+
+
+@dataclass
+class BranchState:
+    head: str
+    base: str
+    main: str
+
+
+def _repo() -> ConfigRepo:
+    return cmdb_services.get_repo()
+
+
+def fetch() -> ConfigRepo:
+    """Fetch origin so branch heads are current; Git errors become a clear ChangeError."""
+    repo = _repo()
+    try:
+        repo.fetch(settings.CMDB_BRANCH)
+    except GitError as exc:
+        raise ChangeConflict(f"Cannot reach origin: {exc}") from exc
+    return repo
+
+
+def branch_names() -> list[str]:
+    """Branches on origin other than main, for the create form."""
+    try:
+        repo = fetch()
+    except ChangeError:
+        repo = _repo()
+    return [b for b in repo.branches() if b != settings.CMDB_BRANCH]
+
+
+def _branch_state(repo: ConfigRepo, branch: str) -> BranchState:
+    if branch == settings.CMDB_BRANCH:
+        raise BadBranch(f"A change request needs a branch other than {settings.CMDB_BRANCH}.")
+    try:
+        head = repo.resolve(f"refs/remotes/origin/{branch}")
+    except UnknownRevision:
+        raise BadBranch(f"Unknown branch {branch!r}: push it to origin first.") from None
+    main = repo.resolve(f"refs/remotes/origin/{settings.CMDB_BRANCH}")
+    base = repo.merge_base(main, head)
+    if base is None:
+        raise BadBranch(f"Branch {branch!r} shares no history with {settings.CMDB_BRANCH}; branch off it and retry.")
+    return BranchState(head=head, base=base, main=main)
+
+
+def compute_impact(repo: ConfigRepo, base: str, head: str) -> dict:
+    """Files changed between the merge base and the branch head, the CIs they belong to, and the
+    CIs one level below every changed ``_common`` folder (they depend on it)."""
+    changes = repo.changed_paths(base, head)
+    files = []
+    cis: dict[str, dict] = {}
+
+    def add(ci: layout.CIRef, reason: str, via: str = "") -> None:
+        if ci.path in cis and cis[ci.path]["reason"] == "direct":
+            return
+        parts = ci.path.split("/") if ci.path else []
+        env = parts[0] if parts and parts[0] != layout.COMMON else ""
+        machine = "/".join(parts[:2]) if len(parts) >= 2 and parts[1] != layout.COMMON else ""
+        cis[ci.path] = {"path": ci.path, "kind": ci.kind, "environment": env, "machine_path": machine,
+                        "reason": reason, "via": via}
+
+    commons: set[str] = set()
+    for change in changes:
+        owner = layout.owning_ci(change.path)
+        files.append({"path": change.path, "status": change.status, "ci": owner.path if owner else None})
+        if owner is None:
+            continue
+        add(owner, "direct")
+        if owner.kind == layout.COMMON_KIND:
+            commons.add(owner.path)
+    for common in sorted(commons):
+        parent = posixpath.dirname(common)
+        for entry in repo.ls_tree(head, parent, recursive=False) if parent else repo.ls_tree(head, recursive=False):
+            ref = layout.ci_for_dir(entry.path) if entry.type == "tree" else None
+            if ref is not None and ref.kind != layout.COMMON_KIND:
+                add(ref, "common", via=common)
+    # A top-level _common folder is shared by every environment: its environments are impacted.
+    return {"base": base, "head": head, "files": files, "cis": sorted(cis.values(), key=lambda c: c["path"])}
+
+
+def _environments_of(impact: dict) -> list[str]:
+    envs = {c["environment"] for c in impact.get("cis", []) if c["environment"]}
+    return sorted(envs)
+
+
+def _store_impact(change: ChangeRequest, state: BranchState, impact: dict) -> None:
+    change.head_sha, change.base_sha, change.impact = state.head, state.base, impact
+    change.branch_missing = False
+    change.required_approvals = ApprovalPolicy.required_for(_environments_of(impact))
+    ImpactedCI.objects.filter(change=change).delete()
+    ImpactedCI.objects.bulk_create(
+        ImpactedCI(change=change, path=c["path"], kind=c["kind"], environment=c["environment"],
+                   machine=c["machine_path"], reason=c["reason"], via=c["via"])
+        for c in impact["cis"]
+    )
+
+
+# ====================================================================================================
+# Actions
+# ====================================================================================================
+
+
+def change_create(*, acting_user, branch: str, title: str, description: str = "", type: str = "normal",
+                  risk: str = "medium", planned_start: datetime | None = None, planned_end: datetime | None = None,
+                  rollback_plan: str = "", watchers=()) -> ChangeRequest:
+    """Open a draft CR for ``branch`` (which must exist on origin and differ from main)."""
+    if not permissions.can(acting_user, "create"):
+        raise ChangeForbidden(permissions.denial("create"))
+    if not title.strip():
+        raise ChangeError("A change request needs a title.")
+    if planned_start and planned_end and planned_end <= planned_start:
+        raise ChangeError("The planned window must end after it starts.")
+    repo = fetch()
+    state = _branch_state(repo, branch)
+    impact = compute_impact(repo, state.base, state.head)
+    if not impact["files"]:
+        raise BadBranch(f"Branch {branch!r} has no changes compared with {settings.CMDB_BRANCH}.")
+    with transaction.atomic():
+        change = ChangeRequest(
+            title=title.strip(), description=description, type=type, risk=risk, planned_start=planned_start,
+            planned_end=planned_end, rollback_plan=rollback_plan, requester=acting_user, branch=branch,
+        )
+        change.save()
+        _store_impact(change, state, impact)
+        change.save()
+        if watchers:
+            change.watchers.set(watchers)
+        _event(change, acting_user, "created", f"Opened from branch {branch}", commit=state.head)
+    return change
+
+
+EDITABLE = ("title", "description", "type", "risk", "planned_start", "planned_end", "rollback_plan")
+
+
+def change_update(*, change: ChangeRequest, acting_user, **fields) -> ChangeRequest:
+    unknown = set(fields) - set(EDITABLE) - {"watchers"}
+    if unknown:
+        raise ChangeError(f"Cannot edit {', '.join(sorted(unknown))}.")
+    with transaction.atomic():
+        change = _locked(change)
+        _check("edit", change, acting_user)
+        watchers = fields.pop("watchers", None)
+        changed = {k: v for k, v in fields.items() if getattr(change, k) != v}
+        for key, value in changed.items():
+            setattr(change, key, value)
+        if "title" in changed and not change.title.strip():
+            raise ChangeError("A change request needs a title.")
+        change.clean()
+        change.save()
+        if watchers is not None:
+            change.watchers.set(watchers)
+        _event(change, acting_user, "edited", ", ".join(sorted(changed)) or "watchers", commit=change.head_sha,
+               fields=sorted(changed))
+    return change
+
+
+def change_submit(*, change: ChangeRequest, acting_user) -> ChangeRequest:
+    refresh_change(change=change)
+    with transaction.atomic():
+        change = _locked(change)
+        _check("submit", change, acting_user)
+        if change.branch_missing:
+            raise ChangeConflict(f"Branch {change.branch!r} is gone from origin; push it again or withdraw.")
+        change.state = State.SUBMITTED
+        change.save(update_fields=["state", "updated_at"])
+        _event(change, acting_user, "submitted", commit=change.head_sha)
+        transaction.on_commit(lambda: _mail_approvers(change.pk))
+    return change
+
+
+def change_approve(*, change: ChangeRequest, acting_user, comment: str = "", head_sha: str = "") -> ChangeRequest:
+    """Record an approval for the current branch head; enough approvals approve the CR."""
+    return _vote(change, acting_user, Approval.Decision.APPROVE, comment, head_sha)
+
+
+def change_reject(*, change: ChangeRequest, acting_user, comment: str, head_sha: str = "") -> ChangeRequest:
+    if not comment.strip():
+        raise ChangeError("A rejection needs a reason.")
+    return _vote(change, acting_user, Approval.Decision.REJECT, comment, head_sha)
+
+
+def _vote(change: ChangeRequest, user, decision: str, comment: str, head_sha: str) -> ChangeRequest:
+    action = "approve" if decision == Approval.Decision.APPROVE else "reject"
+    with transaction.atomic():
+        change = _locked(change)
+        _check(action, change, user)
+        if change.branch_missing:
+            raise ChangeConflict(f"Branch {change.branch!r} is gone from origin.")
+        if head_sha and head_sha != change.head_sha:
+            raise ChangeConflict(
+                f"The branch moved to {change.head_sha[:10]} since you looked at {head_sha[:10]}; review it again."
+            )
+        if Approval.objects.filter(change=change, user=user, head_sha=change.head_sha, dismissed_at__isnull=True).exists():
+            raise ChangeConflict("You have already voted on this version of the change.")
+        try:
+            with transaction.atomic():
+                Approval.objects.create(change=change, user=user, decision=decision, comment=comment,
+                                        head_sha=change.head_sha)
+        except IntegrityError:
+            raise ChangeConflict("You have already voted on this version of the change.") from None
+        _event(change, user, f"vote-{decision}", comment, commit=change.head_sha)
+        after_the_fact = change.state in AFTER_THE_FACT_STATES
+        if decision == Approval.Decision.REJECT:
+            if not after_the_fact:
+                change.state = State.REJECTED
+                _event(change, user, "rejected", comment, commit=change.head_sha)
+        elif live_approvals(change) >= change.required_approvals:
+            if after_the_fact:
+                change.approved_after_the_fact = True
+                _event(change, user, "approved-after-the-fact", commit=change.head_sha)
+            else:
+                change.state = State.APPROVED
+                _event(change, user, "approved", commit=change.head_sha)
+        change.save()
+        transaction.on_commit(lambda: _mail_requester(change.pk, f"{decision}d by {user.get_username()}", comment))
+    return change
+
+
+def live_approvals(change: ChangeRequest) -> int:
+    """Approvals that count: given for the current head, not dismissed, one per approver."""
+    return (
+        Approval.objects.filter(change=change, decision=Approval.Decision.APPROVE, head_sha=change.head_sha,
+                                dismissed_at__isnull=True)
+        .values("user").distinct().count()
+    )
+
+
+def change_schedule(*, change: ChangeRequest, acting_user, planned_start: datetime, planned_end: datetime) -> ChangeRequest:
+    if planned_end <= planned_start:
+        raise ChangeError("The planned window must end after it starts.")
+    with transaction.atomic():
+        change = _locked(change)
+        _check("schedule", change, acting_user)
+        if change.type != ChangeRequest.Type.EMERGENCY:
+            freeze = freezes_overlapping(planned_start, planned_end, change.environments()).first()
+            if freeze is not None:
+                raise ChangeConflict(f"The window falls in the freeze “{freeze.reason}” "
+                                     f"({freeze.start:%Y-%m-%d %H:%M} – {freeze.end:%Y-%m-%d %H:%M}); "
+                                     "only emergency changes may be scheduled then.")
+        change.planned_start, change.planned_end, change.state = planned_start, planned_end, State.SCHEDULED
+        change.save()
+        _event(change, acting_user, "scheduled", f"{planned_start.isoformat()} – {planned_end.isoformat()}",
+               commit=change.head_sha)
+    return change
+
+
+def change_implement(*, change: ChangeRequest, acting_user) -> ChangeRequest:
+    """Release the branch to main: fast-forward or merge commit, pushed to origin with a lease.
+
+    The CR row stays locked from the state check to the push, so two requests make one merge; a
+    conflict, a moved branch or a refused push leaves main, the CR and the record untouched.
+    """
+    with transaction.atomic():
+        change = _locked(change)
+        _check("implement", change, acting_user)
+        repo = fetch()
+        try:
+            state = _branch_state(repo, change.branch)
+        except BadBranch as exc:
+            raise ChangeConflict(str(exc)) from exc
+        emergency_unapproved = change.state in (State.DRAFT, State.SUBMITTED)
+        if state.head != change.head_sha:
+            raise ChangeConflict(
+                f"Branch {change.branch!r} moved to {state.head[:10]} after review of {change.head_sha[:10]}; "
+                "it must be reviewed again."
+            )
+        message = f"Merge {change.reference}: {change.title}\n\nBranch: {change.branch}\nApproved change request {change.reference}."
+        try:
+            new_main, fast_forward = repo.merge(state.main, state.head, message=message, author=_author(acting_user))
+            repo.push(new_main, settings.CMDB_BRANCH, expect=state.main)
+        except MergeConflict as exc:
+            raise ChangeConflict(f"{exc}. Merge {settings.CMDB_BRANCH} into the branch, resolve, and push.") from exc
+        except PushRejected as exc:
+            raise ChangeConflict(f"{exc}. Nothing was changed; try again.") from exc
+        except GitError as exc:
+            raise ChangeConflict(str(exc)) from exc
+        released = repo.rev_list(f"{state.main}..{new_main}")
+        ReleasedCommit.objects.bulk_create(
+            [ReleasedCommit(sha=sha, change=change) for sha in released], ignore_conflicts=True
+        )
+        change.state, change.merged_sha = State.IMPLEMENTED, new_main
+        change.implemented_without_approval = emergency_unapproved
+        change.save()
+        how = "fast-forward" if fast_forward else "merge commit"
+        _event(change, acting_user, "merged", f"Released to {settings.CMDB_BRANCH} ({how})", commit=new_main,
+               commits=released)
+        if emergency_unapproved:
+            _event(change, acting_user, "emergency-unapproved",
+                   "Emergency change released before approval: flagged until approved.", commit=new_main)
+        cmdb_services.sync_request(trigger=f"release {change.reference}", acting_user=acting_user)
+    return change
+
+
+def change_verify(*, change: ChangeRequest, acting_user, comment: str = "") -> ChangeRequest:
+    return _simple(change, acting_user, "verify", State.VERIFIED, "verified", comment)
+
+
+def change_close(*, change: ChangeRequest, acting_user, comment: str = "") -> ChangeRequest:
+    return _simple(change, acting_user, "close", State.CLOSED, "closed", comment)
+
+
+def change_withdraw(*, change: ChangeRequest, acting_user, comment: str = "") -> ChangeRequest:
+    return _simple(change, acting_user, "withdraw", State.WITHDRAWN, "withdrawn", comment)
+
+
+def _simple(change: ChangeRequest, user, action: str, target: str, verb: str, comment: str) -> ChangeRequest:
+    with transaction.atomic():
+        change = _locked(change)
+        _check(action, change, user)
+        change.state = target
+        change.save(update_fields=["state", "updated_at"])
+        _event(change, user, verb, comment, commit=change.merged_sha or change.head_sha)
+        transaction.on_commit(lambda: _mail_requester(change.pk, verb, comment))
+    return change
+
+
+def change_comment(*, change: ChangeRequest, acting_user, body: str) -> Comment:
+    if not permissions.can(acting_user, "comment", change):
+        raise ChangeForbidden(permissions.denial("comment"))
+    if not body.strip():
+        raise ChangeError("A comment cannot be empty.")
+    with transaction.atomic():
+        comment = Comment.objects.create(change=change, author=acting_user, body=body)
+        _event(change, acting_user, "commented", body, commit=change.head_sha)
+    return comment
+
+
+def refresh_change(*, change: ChangeRequest, repo: ConfigRepo | None = None) -> ChangeRequest:
+    """Re-read the branch (after a fetch): a moved head recomputes impact and dismisses stale votes,
+    returning an approved or scheduled CR to submitted; a vanished branch is flagged."""
+    if not change.is_open:
+        return change
+    repo = repo or _repo()
+    with transaction.atomic():
+        change = _locked(change)
+        try:
+            state = _branch_state(repo, change.branch)
+        except BadBranch as exc:
+            if not change.branch_missing:
+                change.branch_missing = True
+                change.save(update_fields=["branch_missing", "updated_at"])
+                _event(change, None, "branch-missing", str(exc), commit=change.head_sha)
+            return change
+        if state.head == change.head_sha and not change.branch_missing:
+            return change
+        old = change.head_sha
+        _store_impact(change, state, compute_impact(repo, state.base, state.head))
+        dismissed = Approval.objects.filter(change=change, dismissed_at__isnull=True).exclude(head_sha=state.head)
+        count = dismissed.update(dismissed_at=timezone.now(), dismissed_reason=f"branch moved to {state.head[:10]}")
+        if change.state in (State.APPROVED, State.SCHEDULED):
+            change.state = State.SUBMITTED
+        change.save()
+        _event(change, None, "branch-moved", f"{old[:10]} → {state.head[:10]}; {count} vote(s) dismissed",
+               commit=state.head, previous=old, dismissed=count)
+    return change
+
+
+def refresh_open_changes() -> int:
+    """Refresh every open CR against the last fetch (called after each sync)."""
+    repo = _repo()
+    changes = list(ChangeRequest.objects.filter(state__in=ChangeRequest.OPEN_STATES))
+    for change in changes:
+        refresh_change(change=change, repo=repo)
+    return len(changes)
+
+
+# ====================================================================================================
+# Conflicts and freezes
+# ====================================================================================================
+
+
+def freezes_overlapping(start: datetime, end: datetime, environments: list[str]):
+    return FreezePeriod.objects.filter(start__lt=end, end__gt=start).filter(
+        Q(environment="") | Q(environment__in=environments)
+    )
+
+
+def conflicts_for(change: ChangeRequest) -> dict[str, list]:
+    """Other open CRs touching the same CIs, and overlapping windows on the same machines."""
+    paths = list(change.impacted.values_list("path", flat=True))
+    same_ci = (
+        ChangeRequest.objects.filter(state__in=ChangeRequest.OPEN_STATES, impacted__path__in=paths)
+        .exclude(pk=change.pk).distinct().order_by("pk")
+    )
+    overlapping: list[ChangeRequest] = []
+    if change.planned_start and change.planned_end:
+        machines = [m for m in change.impacted.values_list("machine", flat=True).distinct() if m]
+        overlapping = list(
+            ChangeRequest.objects.filter(
+                state__in=ChangeRequest.OPEN_STATES, impacted__machine__in=machines,
+                planned_start__lt=change.planned_end, planned_end__gt=change.planned_start,
+            ).exclude(pk=change.pk).distinct().order_by("pk")
+        )
+    freezes = []
+    if change.planned_start and change.planned_end and change.type != ChangeRequest.Type.EMERGENCY:
+        freezes = list(freezes_overlapping(change.planned_start, change.planned_end, change.environments()))
+    return {"same_ci": list(same_ci), "overlapping_windows": overlapping, "freezes": freezes}
+
+
+# ====================================================================================================
+# Diff per CI (secrets masked)
+# ====================================================================================================
+
+
+@dataclass
+class CIDiff:
+    ci_path: str
+    files: list[FileDiff]
+
+
+def change_diff(change: ChangeRequest, *, can_view_secrets: bool) -> list[CIDiff]:
+    """The branch's diff against the merge base, grouped by CI, secrets masked unless allowed."""
+    if not change.base_sha or not change.head_sha:
+        return []
+    repo = _repo()
+    try:
+        diffs = repo.diff(change.base_sha, change.head_sha)
+    except GitError:
+        return []
+    patterns = _patterns(repo, change.head_sha)
+    grouped: dict[str, list[FileDiff]] = {}
+    for diff in diffs:
+        owner = layout.owning_ci(diff.path)
+        key = owner.path if owner else ""
+        if not can_view_secrets:
+            diff = mask_diff(diff, patterns)
+        grouped.setdefault(key, []).append(diff)
+    return [CIDiff(path, files) for path, files in sorted(grouped.items())]
+
+
+def _patterns(repo: ConfigRepo, sha: str) -> SecretPatterns:
+    entry = repo.entry(sha, ".cmdb-secrets")
+    return SecretPatterns(repo.read_blob(entry.sha).decode("utf-8", "replace")) if entry else SecretPatterns()
+
+
+def mask_diff(diff: FileDiff, patterns: SecretPatterns) -> FileDiff:
+    """The diff with its body replaced by the mask for secret files, and key blocks masked elsewhere."""
+    if is_secret(diff.path, None, patterns) or has_private_key(diff.patch.encode()):
+        header = "\n".join(line for line in diff.patch.splitlines() if line.startswith(("diff --git", "---", "+++")))
+        return FileDiff(diff.path, diff.old_path, diff.status, f"{header}\n{MASK}", diff.is_binary)
+    return FileDiff(diff.path, diff.old_path, diff.status, mask_text(diff.patch), diff.is_binary)
+
+
+# ====================================================================================================
+# Baselines and unauthorized changes
+# ====================================================================================================
+
+
+def baseline_create(*, acting_user, name: str, note: str = "", rev: str = "") -> Baseline:
+    """Tag ``rev`` (default: main's head on origin) as a baseline and push the tag."""
+    if not permissions.is_staff(acting_user):
+        raise ChangeForbidden("Only staff may tag baselines.")
+    repo = fetch()
+    try:
+        sha = repo.resolve(rev or f"refs/remotes/origin/{settings.CMDB_BRANCH}")
+    except UnknownRevision as exc:
+        raise ChangeError(str(exc)) from exc
+    if Baseline.objects.filter(name=name).exists() or name in repo.tags():
+        raise ChangeConflict(f"A baseline or tag named {name!r} exists already.")
+    try:
+        repo.create_tag(name, sha, message=note or f"Baseline {name}", author=_author(acting_user))
+    except UnknownRevision:
+        raise ChangeError(f"{name!r} is not a valid tag name.") from None
+    except GitError as exc:
+        raise ChangeConflict(str(exc)) from exc
+    with transaction.atomic():
+        baseline = Baseline.objects.create(name=name, sha=sha, note=note, created_by=acting_user)
+        _event(None, acting_user, "baseline", f"Baseline {name}", commit=sha, name=name)
+    return baseline
+
+
+def unauthorized_scan(*, previous: str | None, current: str) -> int:
+    """Flag commits that reached main between two syncs without coming from a released CR."""
+    if not previous or previous == current:
+        return 0
+    repo = _repo()
+    try:
+        # After a force-push this is what is new relative to the old head, which is what to judge.
+        shas = repo.rev_list(f"{previous}..{current}")
+    except GitError:
+        return 0
+    released = set(ReleasedCommit.objects.filter(sha__in=shas).values_list("sha", flat=True))
+    known = set(UnauthorizedCommit.objects.filter(sha__in=shas).values_list("sha", flat=True))
+    new = [sha for sha in shas if sha not in released and sha not in known]
+    with transaction.atomic():
+        for sha in new:
+            info = repo.commit(sha)
+            UnauthorizedCommit.objects.create(sha=sha, summary=info.summary[:500], author=info.author_name[:200],
+                                              committed_at=info.committed_at)
+            _event(None, None, "unauthorized-commit", info.summary, commit=sha)
+    return len(new)
+
+
+def unauthorized_link(*, commit: UnauthorizedCommit, change: ChangeRequest, acting_user, reason: str = "") -> UnauthorizedCommit:
+    return _resolve_unauthorized(commit, acting_user, UnauthorizedCommit.Status.LINKED, reason, change)
+
+
+def unauthorized_acknowledge(*, commit: UnauthorizedCommit, acting_user, reason: str) -> UnauthorizedCommit:
+    if not reason.strip():
+        raise ChangeError("Acknowledging an unauthorized change needs a reason.")
+    return _resolve_unauthorized(commit, acting_user, UnauthorizedCommit.Status.ACKNOWLEDGED, reason, None)
+
+
+def _resolve_unauthorized(commit, user, status, reason, change) -> UnauthorizedCommit:
+    if not permissions.is_staff(user):
+        raise ChangeForbidden("Only staff may resolve unauthorized changes.")
+    with transaction.atomic():
+        commit = UnauthorizedCommit.objects.select_for_update().get(pk=commit.pk)
+        if commit.status != UnauthorizedCommit.Status.OPEN:
+            raise IllegalTransition(f"This commit is already {commit.status}.")
+        commit.status, commit.change, commit.reason = status, change, reason
+        commit.resolved_by, commit.resolved_at = user, timezone.now()
+        commit.save()
+        _event(change, user, f"unauthorized-{status}", reason, commit=commit.sha)
+    return commit
+
+
+# ====================================================================================================
+# Mail
+# ====================================================================================================
+
+
+def _mail_approvers(change_id: int) -> None:
+    change = ChangeRequest.objects.select_related("requester").get(pk=change_id)
+    users = get_user_model().objects.filter(Q(groups__name=permissions.APPROVERS) | Q(is_staff=True), is_active=True)
+    recipients = sorted({u.email for u in users.exclude(pk=change.requester_id) if u.email})
+    if recipients:
+        send_mail(
+            f"[CM] {change.reference} awaits your approval: {change.title}",
+            f"{change.requester} submitted {change.reference} ({change.type}, risk {change.risk}) on branch "
+            f"{change.branch}.\nEnvironments: {', '.join(change.environments()) or '-'}\n"
+            f"It needs {change.required_approvals} approval(s).\n\n{_url(change)}",
+            None, recipients,
+        )
+
+
+def _mail_requester(change_id: int, what: str, comment: str) -> None:
+    change = ChangeRequest.objects.select_related("requester").get(pk=change_id)
+    recipients = {change.requester.email} | set(change.watchers.exclude(email="").values_list("email", flat=True))
+    recipients.discard("")
+    if recipients:
+        send_mail(
+            f"[CM] {change.reference} {what}: {change.title}",
+            f"{change.reference} is now {change.state}.\n{comment}\n\n{_url(change)}",
+            None, sorted(recipients),
+        )
+
+
+def _url(change: ChangeRequest) -> str:
+    base = settings.CMDB_PUBLIC_URL.rstrip("/")
+    return f"{base}{change.get_absolute_url()}"
