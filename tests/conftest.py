@@ -59,7 +59,7 @@ def synced(config_repo, db):
 def _user(django_user_model, username, *, groups=(), staff=False, perms=()):
     user = django_user_model.objects.create_user(username=username, password=PASSWORD, is_staff=staff)
     for name in groups:
-        user.groups.add(Group.objects.get(name=name))
+        user.groups.add(Group.objects.get_or_create(name=name)[0])  # flushed by transactional tests
     for codename in perms:
         app_label, code = codename.split(".")
         user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=code))

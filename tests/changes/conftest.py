@@ -36,5 +36,5 @@ def approver2(db, django_user_model):
     from django.contrib.auth.models import Group
 
     user = django_user_model.objects.create_user("bob_approver", email="bob@example.org", password="x")
-    user.groups.add(Group.objects.get(name="approvers"))
+    user.groups.add(Group.objects.get_or_create(name="approvers")[0])
     return user

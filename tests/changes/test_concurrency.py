@@ -1,0 +1,80 @@
+"""Concurrent actions on one change request, with real threads and real database transactions.
+
+Runs on PostgreSQL (the second run of ``make test``): SQLite's shared-cache in-memory test database
+answers "table is locked" instead of waiting, which says nothing about production behaviour.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection, connections
+
+from changes import services
+from changes.models import Approval, ChangeEvent, ChangeRequest
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor == "sqlite", reason="needs a server database (runs in the PostgreSQL pass)"),
+]
+
+
+def run_together(*calls):
+    """Start every call at the same moment in its own thread; return (results, errors)."""
+    barrier = threading.Barrier(len(calls))
+    results, errors = [], []
+
+    def worker(fn):
+        try:
+            barrier.wait()
+            results.append(fn())
+        except Exception as exc:  # noqa: BLE001 - collected for the assertions
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(fn,)) for fn in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results, errors
+
+
+def test_two_approvers_voting_at_once_are_each_counted_once(tls_branch, make_change, requester, approver, approver2):
+    change = services.change_submit(change=make_change(tls_branch), acting_user=requester)
+
+    _, errors = run_together(
+        lambda: services.change_approve(change=change, acting_user=approver),
+        lambda: services.change_approve(change=change, acting_user=approver2),
+    )
+
+    assert errors == []
+    change.refresh_from_db()
+    assert Approval.objects.filter(change=change).count() == 2
+    assert change.state == ChangeRequest.State.APPROVED
+    assert ChangeEvent.objects.filter(change=change, action="approved").count() == 1
+
+
+def test_one_approver_double_clicking_is_counted_once(tls_branch, make_change, requester, approver):
+    change = services.change_submit(change=make_change(tls_branch), acting_user=requester)
+
+    _, errors = run_together(*[lambda: services.change_approve(change=change, acting_user=approver)] * 3)
+
+    assert len(errors) == 2 and all(isinstance(e, services.ChangeConflict) for e in errors)
+    assert Approval.objects.filter(change=change).count() == 1
+
+
+def test_two_implement_requests_at_once_produce_one_merge(test_branch, make_change, requester, approver, staff):
+    change = services.change_approve(change=services.change_submit(change=make_change(test_branch),
+                                                                   acting_user=requester), acting_user=approver)
+
+    results, errors = run_together(
+        lambda: services.change_implement(change=change, acting_user=staff),
+        lambda: services.change_implement(change=change, acting_user=staff),
+    )
+
+    assert len(results) == 1 and len(errors) == 1
+    assert isinstance(errors[0], services.IllegalTransition)
+    assert ChangeEvent.objects.filter(change=change, action="merged").count() == 1
