@@ -475,8 +475,10 @@ def _lint_ci(content: _CIContent, blobs: dict[str, bytes]) -> list[LintWarning]:
     for f in content.files:
         rel_dir = posixpath.dirname(layout.relative_to_ci(f.path, ref.path))
         for part in rel_dir.split("/") if rel_dir else []:
-            if part not in seen_dirs and _bad_name(part):
-                seen_dirs.add(part)
+            if part in seen_dirs:
+                continue
+            seen_dirs.add(part)  # checked once per CI: good names were re-checked for every file
+            if _bad_name(part):
                 out.append(LintWarning(path=f.path, code=Code.BAD_NAME,
                                        message=f"Folder name {part!r} has spaces or non-ASCII letters."))
     return out
@@ -536,7 +538,13 @@ def _recompute_duplicates(shas: set[str] | None) -> None:
         ci_paths = sorted({m[2] for m in members})
         common = _common_for(ci_paths)
         for path, ci_id, _ in members:
-            others = [p for p in ci_paths if not path.startswith(p + "/")]
+            # Only the first 6 are used: stop there (the full list made this quadratic in the group size).
+            others: list[str] = []
+            for p in ci_paths:
+                if not path.startswith(p + "/"):
+                    others.append(p)
+                    if len(others) > 5:
+                        break
             warnings.append(LintWarning(
                 ci_id=ci_id, path=path, code=Code.DUPLICATE, blob_sha=sha,
                 message=f"Same content in {len(ci_paths)} CIs ({', '.join(others[:5])}{'…' if len(others) > 5 else ''}); "
@@ -559,11 +567,16 @@ def _common_for(ci_paths: list[str]) -> str:
 
 def _refresh_warning_counts(full: bool) -> None:
     counts = dict(LintWarning.objects.values("ci_id").annotate(n=Count("id")).values_list("ci_id", "n"))
-    rows = list(ConfigItem.objects.only("id", "warning_count"))
-    changed = [r for r in rows if r.warning_count != counts.get(r.pk, 0)]
-    for r in changed:
-        r.warning_count = counts.get(r.pk, 0)
-    ConfigItem.objects.bulk_update(changed, ["warning_count"], batch_size=2000)
+    # One plain UPDATE per distinct new count (a handful) instead of bulk_update's CASE WHEN per row,
+    # and tuples instead of model instances: seconds -> a fraction of a second on 26,000 CIs.
+    changed: dict[int, list[int]] = defaultdict(list)
+    for pk, current in ConfigItem.objects.order_by().values_list("id", "warning_count"):
+        n = counts.get(pk, 0)
+        if current != n:
+            changed[n].append(pk)
+    for n, ids in changed.items():
+        for start in range(0, len(ids), 500):
+            ConfigItem.objects.filter(pk__in=ids[start : start + 500]).update(warning_count=n)
 
 
 # ====================================================================================================

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 from django.contrib.auth.models import Group, Permission
 
@@ -39,12 +42,25 @@ def work_repo(tmp_path, settings) -> WorkRepo:
     return repo
 
 
+@pytest.fixture(scope="session")
+def _standard_repo_template(tmp_path_factory) -> Path:
+    """The standard layout built once per session; tests get a copy (git init+commit+push is slow)."""
+    root = tmp_path_factory.mktemp("standard-repo")
+    repo = WorkRepo(root)
+    write_standard_layout(repo)
+    repo.commit("Initial layout")
+    return root
+
+
 @pytest.fixture
-def config_repo(work_repo) -> WorkRepo:
+def config_repo(_standard_repo_template, tmp_path, settings) -> WorkRepo:
     """The standard small layout, committed and pushed (not yet synced)."""
-    write_standard_layout(work_repo)
-    work_repo.commit("Initial layout")
-    return work_repo
+    root = tmp_path / "git"
+    shutil.copytree(_standard_repo_template, root, symlinks=True)
+    repo = WorkRepo.existing(root)
+    repo.git("remote", "set-url", "origin", str(repo.origin))
+    settings.CMDB_REPO_URL = str(repo.origin)
+    return repo
 
 
 @pytest.fixture

@@ -19,13 +19,20 @@ GIT_ENV = {
 class WorkRepo:
     """A clone of ``origin`` where tests write files, commit and push."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, create: bool = True):
         root.mkdir(parents=True, exist_ok=True)
         self.origin = root / "origin.git"
         self.path = root / "work"
+        if not create:
+            return
         self._git(["init", "-q", "--bare", "-b", "main", str(self.origin)], cwd=root)
         self._git(["init", "-q", "-b", "main", str(self.path)], cwd=root)
         self.git("remote", "add", "origin", str(self.origin))
+
+    @classmethod
+    def existing(cls, root: Path) -> WorkRepo:
+        """A WorkRepo over a copy made earlier (origin.git and work/ already there)."""
+        return cls(root, create=False)
 
     @staticmethod
     def _git(args: list[str], cwd: Path) -> str:
