@@ -160,18 +160,18 @@ PHASES = [
     ("services", "index_commit", "index_commit (in transaction)", 0),
     ("gitrepo.ConfigRepo", "ls_tree", "git ls-tree + parse", 1),
     ("gitrepo.ConfigRepo", "changed_paths", "git diff-tree", 1),
-    ("services", "_group_by_ci", "group entries by CI", 1),
-    ("gitrepo.ConfigRepo", "read_blobs", "git cat-file --batch + parse", 1),
-    ("services", "_last_commits", "git log + last commit per CI", 1),
-    ("services", "_ensure_commit_rows", "commit rows", 1),
-    ("services", "_secret_patterns", "secret patterns", 1),
-    ("services", "_write_cis", "write CIs/artifacts/warnings/search", 1),
-    ("services", "_artifact_row", "build Artifact objects (+is_secret)", 2),
-    ("services", "_lint_ci", "lint CIs", 2),
-    ("services", "_lint_artifact", "lint artifacts", 2),
+    ("indexer", "_group_by_ci", "group entries by CI", 1),
+    ("gitrepo.ConfigRepo", "read_blobs", "README/symlink blobs (cat-file)", 1),
+    ("indexer", "_last_commits", "git log + last commit per CI", 1),
+    ("indexer", "ensure_commit_rows", "commit rows", 1),
+    ("indexer", "secret_patterns", "secret patterns", 1),
+    ("indexer", "_write", "write CIs/artifacts/warnings/search", 1),
+    ("indexer", "_lint_ci", "lint CIs", 2),
+    ("indexer", "_lint_artifact", "lint artifacts", 2),
+    ("indexer", "_insert", "INSERT executemany", 2),
     ("search", "replace_documents", "search documents", 2),
-    ("services", "_recompute_duplicates", "duplicate-content lint", 1),
-    ("services", "_refresh_warning_counts", "refresh warning counts", 2),
+    ("indexer", "_recompute_duplicates", "duplicate-content lint", 1),
+    ("indexer", "_refresh_warning_counts", "refresh warning counts", 2),
     ("services", "_record_success", "record success", 0),
     ("QuerySet", "bulk_create", "ORM bulk_create (all models)", -1),
     ("QuerySet", "bulk_update", "ORM bulk_update (all models)", -1),
@@ -297,10 +297,11 @@ def reset_index() -> None:
 def install_phase_timer() -> PhaseTimer:
     from django.db.models.query import QuerySet
 
-    from cmdb import gitrepo, search, services
+    from cmdb import gitrepo, indexer, search, services
 
     modules = {
         "services": services,
+        "indexer": indexer,
         "search": search,
         "gitrepo.ConfigRepo": gitrepo.ConfigRepo,
         "QuerySet": QuerySet,

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
@@ -51,8 +52,9 @@ class PushRejected(GitError):
     """Origin refused a push (it moved meanwhile, or protects the branch)."""
 
 
-@dataclass(frozen=True, slots=True)
-class TreeEntry:
+class TreeEntry(NamedTuple):
+    """One entry of ``git ls-tree`` (a tuple: listing 100,000 files builds 100,000 of them)."""
+
     path: str
     mode: str  # "100644", "100755", "120000" (symlink), "160000" (submodule), "040000" (tree)
     type: str  # "blob", "tree", "commit"
@@ -294,47 +296,58 @@ class ConfigRepo:
                 continue
             meta, _, name = record.partition(b"\t")
             mode, kind, obj, size = meta.decode().split()
-            entries.append(TreeEntry(_decode(name), mode, kind, obj, None if size == "-" else int(size)))
+            try:
+                path = name.decode()
+            except UnicodeDecodeError:
+                path = _decode(name)
+            entries.append(TreeEntry(path, mode, kind, obj, None if size == "-" else int(size)))
         return entries
 
     def read_blobs(self, shas: Iterable[str]) -> dict[str, bytes]:
-        """Contents of many blobs through one ``git cat-file --batch``, requests and replies pipelined."""
+        """Contents of many blobs through one ``git cat-file --batch`` (see ``iter_blobs``)."""
+        return dict(self.iter_blobs(shas))
+
+    def iter_blobs(self, shas: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """(sha, content) of many blobs, streamed from one ``git cat-file --batch`` whose requests
+        are written by a thread while replies are read, so neither side waits on the other."""
         wanted = list(dict.fromkeys(shas))
         if not wanted:
-            return {}
+            return
         proc = subprocess.Popen(
             ["git", "-C", str(self.path), "cat-file", "--batch"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
+            bufsize=1 << 20,
         )
         assert proc.stdin is not None and proc.stdout is not None
+        stdin, stdout = proc.stdin, proc.stdout
 
         def feed() -> None:
             try:
-                proc.stdin.write("".join(f"{sha}\n" for sha in wanted).encode())  # type: ignore[union-attr]
-                proc.stdin.close()  # type: ignore[union-attr]
+                stdin.write("".join(f"{sha}\n" for sha in wanted).encode())
+                stdin.close()
             except BrokenPipeError:  # pragma: no cover - git died; the reader reports it
                 pass
 
         writer = threading.Thread(target=feed, daemon=True)
         writer.start()
-        out: dict[str, bytes] = {}
         try:
             for sha in wanted:
-                header = proc.stdout.readline().decode().split()
-                if len(header) == 2 and header[1] == "missing":
+                header = stdout.readline().split()
+                if len(header) == 2 and header[1] == b"missing":
                     continue
                 if len(header) != 3:
                     raise GitError(f"Unexpected reply from git cat-file for {sha}.")
-                size = int(header[2])
-                out[sha] = proc.stdout.read(size)
-                proc.stdout.read(1)
+                data = stdout.read(int(header[2]))
+                stdout.read(1)
+                yield sha, data
         finally:
             writer.join(timeout=self.timeout)
-            proc.stdout.close()
+            stdout.close()
+            if proc.poll() is None:
+                proc.kill()
             proc.wait(timeout=self.timeout)
-        return out
 
     def read_blob(self, sha: str) -> bytes:
         return self._run("cat-file", "blob", sha)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
+from functools import lru_cache
 
 COMMON = "_common"
 README = "README.md"
@@ -60,9 +61,15 @@ def ci_for_dir(dir_path: str) -> CIRef | None:
 
 def owning_ci(file_path: str) -> CIRef | None:
     """The CI a file belongs to (None for files in hidden folders)."""
-    if is_hidden(file_path):
+    return _owner_of_dir(posixpath.dirname(file_path))
+
+
+@lru_cache(maxsize=200_000)
+def _owner_of_dir(dir_path: str) -> CIRef | None:
+    # Cached per folder: a repository has far fewer folders than files, and indexing asks per file.
+    parts = dir_path.split("/") if dir_path else []
+    if any(p.startswith(".") for p in parts):
         return None
-    parts = file_path.split("/")[:-1]
     for i, part in enumerate(parts):
         if i >= 3:
             break
@@ -72,13 +79,18 @@ def owning_ci(file_path: str) -> CIRef | None:
     return CIRef("/".join(parts[:depth]), KIND_BY_DEPTH[depth])
 
 
-def ci_dirs_of(file_path: str) -> list[str]:
+def ci_dirs_of(file_path: str) -> tuple[str, ...]:
     """Every CI directory a file sits in, from the root down (its owner last)."""
-    owner = owning_ci(file_path)
+    return _ci_dirs_of_dir(posixpath.dirname(file_path))
+
+
+@lru_cache(maxsize=200_000)
+def _ci_dirs_of_dir(dir_path: str) -> tuple[str, ...]:
+    owner = _owner_of_dir(dir_path)
     if owner is None:
-        return []
+        return ()
     parts = owner.path.split("/") if owner.path else []
-    return ["/".join(parts[:i]) for i in range(len(parts) + 1)]
+    return tuple("/".join(parts[:i]) for i in range(len(parts) + 1))
 
 
 def is_readme(file_path: str) -> bool:

@@ -10,7 +10,14 @@ from django.core import mail
 from django.utils import timezone
 
 from changes import services
-from changes.models import AppendOnlyError, Approval, ChangeEvent, ChangeRequest, FreezePeriod, UnauthorizedCommit
+from changes.models import (
+    AppendOnlyError,
+    Approval,
+    ChangeEvent,
+    ChangeRequest,
+    FreezePeriod,
+    UnauthorizedCommit,
+)
 from cmdb import services as cmdb_services
 from tests.gitutil import on_branch
 

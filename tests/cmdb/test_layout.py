@@ -29,7 +29,7 @@ def test_hidden_folders_belong_to_no_ci():
 
 
 def test_ci_dirs_of_lists_the_chain_from_the_root():
-    assert layout.ci_dirs_of("production/web1/nginx/files/a") == ["", "production", "production/web1", "production/web1/nginx"]
+    assert layout.ci_dirs_of("production/web1/nginx/files/a") == ("", "production", "production/web1", "production/web1/nginx")
 
 
 @pytest.mark.parametrize("raw", ["..", "a/../b", "/etc/passwd", "a//b", "a/./b", "a\\b", "a\0b"])

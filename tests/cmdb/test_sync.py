@@ -174,7 +174,9 @@ def test_failure_in_the_middle_of_indexing_rolls_back_to_the_previous_index(sync
     def explode(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(services, "_recompute_duplicates", explode)
+    from cmdb import indexer
+
+    monkeypatch.setattr(indexer, "_recompute_duplicates", explode)
     with pytest.raises(services.SyncError, match="disk full"):
         services.repo_sync(trigger="test")
 

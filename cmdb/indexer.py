@@ -1,0 +1,535 @@
+"""Indexing a commit of the configuration repository into the database (the CM identification index).
+
+``index_commit`` runs inside the sync's transaction. A full index lists the tree once, reads README
+and symlink blobs, and sniffs every other blob (binary? private key?) in a background thread while
+the main thread parses history and writes rows, so Git's decompression overlaps the database work.
+Rows are written as plain tuples with ``executemany``: building model instances for 100,000 artifacts
+costs more than the inserts themselves.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from django.conf import settings
+from django.core.management.color import no_style
+from django.db import connection
+from django.db.models import Count, Max
+
+from cmdb import layout, search
+from cmdb.gitrepo import CommitInfo, ConfigRepo, TreeEntry, UnknownRevision
+from cmdb.models import Artifact, Commit, ConfigItem, LintWarning, SyncRun
+from cmdb.secrets import SECRETS_FILE, SecretPatterns, has_private_key, name_is_secret
+
+SNIFF_LIMIT = 1024 * 1024  # blobs above this are not read during indexing (binary by extension)
+INCREMENTAL_MAX_PATHS = 5000  # beyond this many changed paths a full index is as fast
+DUPLICATE_MIN_BYTES = 64  # tiny files (empty, "\n") are the same everywhere by nature
+TEXT_EXTENSIONS = {".conf", ".cfg", ".ini", ".txt", ".md", ".yml", ".yaml", ".json", ".sh", ".py", ".xml", ".csv", ".sql"}
+BATCH = 5000
+Code = LintWarning.Code
+Severity = LintWarning.Severity
+
+ARTIFACT_FIELDS = ["ci", "path", "name", "size", "blob_sha", "mode", "is_binary", "is_secret", "is_image",
+                   "is_symlink", "symlink_target"]
+WARNING_FIELDS = ["ci", "path", "code", "severity", "message", "blob_sha"]
+CI_FIELDS = ["id", "path", "name", "kind", "depth", "parent", "has_readme", "readme_sha", "readme_markdown",
+             "readme_html", "last_commit", "artifact_count", "warning_count"]
+
+
+@dataclass
+class _CIContent:
+    """What one CI directory holds at a commit: its README entry and the files it owns."""
+
+    ref: layout.CIRef
+    readme: TreeEntry | None = None
+    files: list[TreeEntry] = field(default_factory=list)
+
+
+class _Facts(NamedTuple):
+    """What reading a blob taught us."""
+
+    is_binary: bool
+    private_key: bool  # holds an unencrypted private key
+    encrypted_key: bool
+
+
+class _Warn(NamedTuple):
+    path: str
+    code: str
+    severity: str
+    message: str
+
+
+def index_commit(repo: ConfigRepo, sha: str, *, previous: str | None) -> tuple[str, int]:
+    """Bring the index to ``sha``; must run inside a transaction. Returns (mode, paths changed)."""
+    if previous == sha and ConfigItem.objects.exists():
+        ensure_commit_rows(repo, [sha])
+        return SyncRun.Mode.NOOP, 0
+    if previous and _can_increment(repo, previous, sha):
+        changes = repo.changed_paths(previous, sha)
+        touches_settings = any(c.path == SECRETS_FILE for c in changes)
+        if len(changes) <= INCREMENTAL_MAX_PATHS and not touches_settings:
+            _index_incremental(repo, previous, sha, [c.path for c in changes])
+            return SyncRun.Mode.INCREMENTAL, len(changes)
+    count = _index_full(repo, sha)
+    return SyncRun.Mode.FULL, count
+
+
+def _can_increment(repo: ConfigRepo, previous: str, sha: str) -> bool:
+    try:
+        repo.resolve(previous)
+    except UnknownRevision:
+        return False  # the indexed commit is gone: history was rewritten and garbage-collected
+    return repo.is_ancestor(previous, sha) and ConfigItem.objects.exists()
+
+
+def secret_patterns(repo: ConfigRepo, sha: str) -> SecretPatterns:
+    """The ``.cmdb-secrets`` globs of a commit."""
+    entry = repo.entry(sha, SECRETS_FILE)
+    if entry is None or entry.type != "blob":
+        return SecretPatterns()
+    return SecretPatterns(repo.read_blob(entry.sha).decode("utf-8", errors="replace"))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Full and incremental
+# ----------------------------------------------------------------------------------------------------
+
+
+def _index_full(repo: ConfigRepo, sha: str) -> int:
+    entries = repo.ls_tree(sha)
+    wait_for_facts = _start_sniffing(repo, entries)  # overlaps everything up to writing artifacts
+    contents = _group_by_ci(entries)
+    texts = repo.read_blobs(_text_shas(contents.values()))
+    last = _last_commits(repo.log_with_paths(sha), set(contents))
+    ensure_commit_rows(repo, [sha], extra=last.values())
+    patterns = secret_patterns(repo, sha)
+
+    with connection.cursor() as cur:
+        # Raw deletes: nothing else refers to these rows, and Django's cascade collector would load them all.
+        for model in (LintWarning, Artifact, ConfigItem):
+            cur.execute(f"DELETE FROM {connection.ops.quote_name(model._meta.db_table)}")  # noqa: S608
+    search.clear()
+    _write(sorted(contents.values(), key=lambda c: c.ref.depth), texts, wait_for_facts, last, patterns, existing={})
+    _recompute_duplicates(None)
+    return len(entries)
+
+
+def _index_incremental(repo: ConfigRepo, previous: str, sha: str, paths: list[str]) -> None:
+    affected: set[str] = set()
+    for path in paths:
+        affected.update(layout.ci_dirs_of(path))
+    # Re-read each affected CI directory at the new commit: application and _common folders own their
+    # whole subtree; the root, environments and machines own only the files directly inside them.
+    listing: list[TreeEntry] = []
+    for ci_path in sorted(affected):
+        ref = layout.ci_for_dir(ci_path)
+        if ref is None:
+            continue
+        recursive = ref.kind in (layout.APPLICATION, layout.COMMON_KIND)
+        entries = repo.ls_tree(sha, ci_path, recursive=recursive) if ci_path else repo.ls_tree(sha, recursive=False)
+        if not recursive:
+            # A sub-folder here is a child CI: a marker entry makes it known to exist.
+            listing.extend(e for e in entries if e.type != "tree")
+            for sub in (e for e in entries if e.type == "tree"):
+                sub_ref = layout.ci_for_dir(sub.path)
+                if sub_ref is not None and sub.path not in affected:
+                    listing.append(TreeEntry(sub.path + "/.exists", "100644", "marker", sub.sha, 0))
+        else:
+            listing.extend(entries)
+    contents = {p: c for p, c in _group_by_ci(listing).items() if p in affected}
+    for content in contents.values():
+        content.files = [f for f in content.files if f.type != "marker"]
+
+    existing = {ci.path: ci for ci in ConfigItem.objects.filter(path__in=affected)}
+    gone = [p for p in affected if p not in contents and p in existing]
+    old_shas = set(Artifact.objects.filter(ci__path__in=affected).values_list("blob_sha", flat=True))
+    wait_for_facts = _start_sniffing(repo, [f for c in contents.values() for f in c.files])
+    texts = repo.read_blobs(_text_shas(contents.values()))
+    last = _last_commits(repo.log_with_paths(sha, since=previous), set(contents))
+    ensure_commit_rows(repo, [sha], extra=last.values())
+    patterns = secret_patterns(repo, sha)
+
+    ids = [existing[p].pk for p in affected if p in existing]
+    search.replace_documents([], delete_ids=ids)
+    LintWarning.objects.filter(ci_id__in=ids).exclude(code=Code.DUPLICATE).delete()
+    Artifact.objects.filter(ci_id__in=ids).delete()
+    ConfigItem.objects.filter(path__in=gone).delete()
+    for path in gone:
+        existing.pop(path)
+    _write(sorted(contents.values(), key=lambda c: c.ref.depth), texts, wait_for_facts, last, patterns,
+           existing=existing)
+    new_shas = set(Artifact.objects.filter(ci__path__in=list(contents)).values_list("blob_sha", flat=True))
+    _recompute_duplicates(old_shas | new_shas, written=set(ConfigItem.objects.filter(path__in=list(contents))
+                                                             .values_list("pk", flat=True)))
+
+
+def _group_by_ci(entries: Iterable[TreeEntry]) -> dict[str, _CIContent]:
+    contents: dict[str, _CIContent] = {"": _CIContent(layout.CIRef("", layout.ROOT))}
+    for entry in entries:
+        if entry.type == "tree":
+            continue
+        owner = layout.owning_ci(entry.path)
+        if owner is None:
+            continue
+        content = contents.get(owner.path)
+        if content is None:
+            # Every folder on the way down to the owner is a CI too.
+            for dir_path in layout.ci_dirs_of(entry.path):
+                if dir_path not in contents:
+                    ref = layout.ci_for_dir(dir_path)
+                    if ref is not None:
+                        contents[dir_path] = _CIContent(ref)
+            content = contents[owner.path]
+        if entry.type == "blob" and not entry.is_symlink and layout.is_readme(entry.path):
+            content.readme = entry
+        else:
+            content.files.append(entry)
+    return contents
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading blobs
+# ----------------------------------------------------------------------------------------------------
+
+
+def _text_shas(contents: Iterable[_CIContent]) -> list[str]:
+    """Blobs whose content the index keeps: READMEs and symlink targets."""
+    shas = []
+    for content in contents:
+        if content.readme:
+            shas.append(content.readme.sha)
+        shas.extend(f.sha for f in content.files if f.is_symlink)
+    return shas
+
+
+def _sniff(data: bytes) -> _Facts:
+    key = b"PRIVATE KEY" in data and has_private_key(data)
+    encrypted = key and (b"ENCRYPTED" in data[:400])
+    return _Facts(b"\0" in data[:8000], key and not encrypted, encrypted)
+
+
+def _start_sniffing(repo: ConfigRepo, entries: Iterable[TreeEntry]) -> Callable[[], dict[str, _Facts]]:
+    """Read the blobs of ``entries`` in a thread; the returned function waits for (and returns) the facts."""
+    shas = [f.sha for f in entries if f.type == "blob" and f.mode != "120000" and (f.size or 0) <= SNIFF_LIMIT]
+    facts: dict[str, _Facts] = {}
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for sha, data in repo.iter_blobs(shas):
+                facts[sha] = _sniff(data)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="cmdb-sniff", daemon=True)
+    thread.start()
+
+    def wait() -> dict[str, _Facts]:
+        thread.join()
+        if errors:
+            raise errors[0]
+        return facts
+
+    return wait
+
+
+# ----------------------------------------------------------------------------------------------------
+# History
+# ----------------------------------------------------------------------------------------------------
+
+
+def _last_commits(history: Iterable[tuple[CommitInfo, list[str]]], wanted: set[str]) -> dict[str, CommitInfo]:
+    """For each CI directory in ``wanted``, the newest commit that changed anything below it."""
+    found: dict[str, CommitInfo] = {}
+    for info, paths in history:
+        for folder in {posixpath.dirname(p) for p in paths}:  # far fewer folders than files
+            for ci_path in layout.ci_dirs_of(folder + "/x"):
+                if ci_path in wanted and ci_path not in found:
+                    found[ci_path] = info
+        if len(found) == len(wanted):
+            break
+    return found
+
+
+def ensure_commit_rows(repo: ConfigRepo, shas: list[str], extra: Iterable[CommitInfo] = ()) -> dict[str, Commit]:
+    """Commit rows for ``shas`` and ``extra``, created where missing."""
+    infos = {i.sha: i for i in extra}
+    for sha in shas:
+        if sha not in infos:
+            infos[sha] = repo.commit(sha)
+    have = set(Commit.objects.filter(sha__in=list(infos)).values_list("sha", flat=True))
+    Commit.objects.bulk_create(
+        [
+            Commit(sha=i.sha, author_name=i.author_name[:200], author_email=i.author_email[:200],
+                   committed_at=i.committed_at, summary=i.summary[:500])
+            for sha, i in infos.items()
+            if sha not in have
+        ]
+    )
+    return {c.sha: c for c in Commit.objects.filter(sha__in=list(infos))}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Writing rows
+# ----------------------------------------------------------------------------------------------------
+
+
+def _insert(model, fields: list[str], rows: list[tuple]) -> None:
+    """Plain multi-row INSERT of tuples in ``fields`` order (no model instances, no signals)."""
+    if not rows:
+        return
+    opts = model._meta
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(opts.get_field(f).column) for f in fields)
+    sql = f"INSERT INTO {quote(opts.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"  # noqa: S608
+    with connection.cursor() as cur:
+        for start in range(0, len(rows), BATCH):
+            cur.executemany(sql, rows[start : start + BATCH])
+
+
+def decode_readme(raw: bytes) -> tuple[str, bool]:
+    """(text, was valid UTF-8)."""
+    try:
+        return raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", errors="replace"), False
+
+
+def _write(
+    contents: list[_CIContent],
+    texts: dict[str, bytes],
+    wait_for_facts: Callable[[], dict[str, _Facts]],
+    last: dict[str, CommitInfo],
+    patterns: SecretPatterns,
+    *,
+    existing: dict[str, ConfigItem],
+) -> None:
+    """Create or update CI rows (parents first), their artifacts, warnings and search documents."""
+    commit_ids = dict(Commit.objects.filter(sha__in=[c.sha for c in last.values()]).values_list("sha", "pk"))
+    ids = {p: ci.pk for p, ci in existing.items()}
+    parents = {c.ref.parent_path for c in contents if c.ref.parent_path is not None} - set(ids)
+    ids.update(ConfigItem.objects.filter(path__in=parents).values_list("path", "pk"))
+    next_id = (ConfigItem.objects.aggregate(m=Max("id"))["m"] or 0) + 1
+
+    new_rows: list[tuple] = []
+    updated: list[ConfigItem] = []
+    docs: list[tuple[int, str, str, str]] = []
+    ci_warnings: dict[int, list[_Warn]] = {}
+    for content in contents:
+        ref = content.ref
+        pk = ids.get(ref.path)
+        if pk is None:
+            pk = ids[ref.path] = next_id
+            next_id += 1
+        parent_id = ids.get(ref.parent_path) if ref.parent_path is not None else None
+        warnings = _lint_ci(content, texts)
+        ci_warnings[pk] = warnings
+        commit = last.get(ref.path)
+        commit_id = commit_ids.get(commit.sha) if commit else None
+        row = existing.get(ref.path)
+        if content.readme:
+            if row is not None and row.readme_sha == content.readme.sha and row.has_readme:
+                readme = (True, row.readme_sha, row.readme_markdown, row.readme_html)
+            else:  # rendered on first view
+                readme = (True, content.readme.sha, decode_readme(texts.get(content.readme.sha, b""))[0], "")
+        else:
+            readme = (False, "", "", "")
+        if row is None:
+            new_rows.append((pk, ref.path, ref.name, ref.kind, ref.depth, parent_id, *readme,
+                             commit_id, len(content.files), 0))
+        else:
+            row.name, row.kind, row.depth, row.parent_id = ref.name, ref.kind, ref.depth, parent_id
+            row.has_readme, row.readme_sha, row.readme_markdown, row.readme_html = readme
+            row.last_commit_id = commit_id or row.last_commit_id
+            row.artifact_count = len(content.files)
+            updated.append(row)
+        docs.append((pk, ref.name, ref.path, readme[2]))
+
+    _insert(ConfigItem, CI_FIELDS, new_rows)
+    if new_rows:
+        with connection.cursor() as cur:
+            for sql in connection.ops.sequence_reset_sql(no_style(), [ConfigItem]):
+                cur.execute(sql)
+    ConfigItem.objects.bulk_update(
+        updated,
+        ["name", "kind", "depth", "parent", "has_readme", "readme_sha", "readme_markdown", "readme_html",
+         "last_commit", "artifact_count"],
+    )
+
+    facts = wait_for_facts()
+    artifacts: list[tuple] = []
+    warning_rows: list[tuple] = []
+    large = settings.CMDB_LARGE_FILE_BYTES
+    for content in contents:
+        pk = ids[content.ref.path]
+        warnings = ci_warnings[pk]
+        for entry in content.files:
+            fact = facts.get(entry.sha)
+            target = texts[entry.sha].decode("utf-8", "replace")[:1000] if entry.is_symlink and entry.sha in texts else ""
+            if entry.type != "blob" or entry.is_symlink:
+                binary = False
+            elif fact is not None:
+                binary = fact.is_binary
+            else:
+                binary = posixpath.splitext(entry.path)[1].lower() not in TEXT_EXTENSIONS
+            secret = name_is_secret(entry.path) or patterns.match(entry.path) or bool(
+                fact and (fact.private_key or fact.encrypted_key)
+            )
+            image = layout.is_image(entry.path)
+            artifacts.append((pk, entry.path, posixpath.basename(entry.path), entry.size or 0, entry.sha,
+                              entry.mode, binary, secret, image, entry.is_symlink, target))
+            warnings.extend(_lint_artifact(entry, target, binary, image, fact, large))
+        warning_rows.extend((pk, *w, "") for w in warnings)
+    _insert(Artifact, ARTIFACT_FIELDS, artifacts)
+    _insert(LintWarning, WARNING_FIELDS, warning_rows)
+    search.replace_documents(docs)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Lint
+# ----------------------------------------------------------------------------------------------------
+
+
+def _bad_name(name: str) -> bool:
+    return any(ch.isspace() for ch in name) or not name.isascii()
+
+
+def _lint_ci(content: _CIContent, texts: dict[str, bytes]) -> list[_Warn]:
+    ref = content.ref
+    out: list[_Warn] = []
+    label = f"the {ref.kind} {ref.path or 'root'}"
+    if content.readme is None:
+        out.append(_Warn(ref.path, Code.MISSING_README, Severity.ERROR, f"{label} has no README.md."))
+    else:
+        text, utf8 = decode_readme(texts.get(content.readme.sha, b""))
+        if not text.strip():
+            out.append(_Warn(content.readme.path, Code.EMPTY_README, Severity.WARNING, f"The README of {label} is empty."))
+        if not utf8:
+            out.append(_Warn(content.readme.path, Code.NOT_UTF8, Severity.WARNING,
+                             "README.md is not valid UTF-8; shown with replacement characters."))
+    if ref.path and _bad_name(ref.name):
+        out.append(_Warn(ref.path, Code.BAD_NAME, Severity.WARNING,
+                         f"Folder name {ref.name!r} has spaces or non-ASCII letters; prefer [a-z0-9-_]."))
+    if ref.kind == layout.ENVIRONMENT:
+        for f in content.files:
+            if not layout.is_image(f.path):
+                out.append(_Warn(f.path, Code.STRAY_FILE, Severity.WARNING,
+                                 "Only README.md, pictures and _common/ belong at environment level; "
+                                 "move this file into a machine or _common/."))
+    seen_dirs: set[str] = set()
+    for f in content.files:
+        rel_dir = posixpath.dirname(layout.relative_to_ci(f.path, ref.path))
+        if not rel_dir or rel_dir in seen_dirs:
+            continue
+        seen_dirs.add(rel_dir)
+        for part in rel_dir.split("/"):
+            if part not in seen_dirs and _bad_name(part):
+                seen_dirs.add(part)
+                out.append(_Warn(f.path, Code.BAD_NAME, Severity.WARNING,
+                                 f"Folder name {part!r} has spaces or non-ASCII letters."))
+    return out
+
+
+def _lint_artifact(entry: TreeEntry, target: str, binary: bool, image: bool, fact: _Facts | None,
+                   large: int) -> list[_Warn]:
+    out: list[_Warn] = []
+    if entry.type == "commit":
+        return [_Warn(entry.path, Code.SUBMODULE, Severity.INFO,
+                      "A Git submodule: its content is not part of this repository.")]
+    if entry.is_symlink:
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(entry.path), target))
+        if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
+            return [_Warn(entry.path, Code.SYMLINK_OUTSIDE, Severity.ERROR,
+                          f"Symbolic link to {target!r}, outside the repository (never followed).")]
+        return [_Warn(entry.path, Code.SYMLINK, Severity.INFO,
+                      f"Symbolic link to {target!r} (not followed); prefer a copy or _common/.")]
+    size = entry.size or 0
+    if size > large:
+        out.append(_Warn(entry.path, Code.LARGE_FILE, Severity.WARNING,
+                         f"{size:,} bytes: very large files slow every clone; consider storing it elsewhere."))
+    if binary and not image:
+        out.append(_Warn(entry.path, Code.BINARY_FILE, Severity.INFO,
+                         "Binary file: diffs and reviews cannot show its changes."))
+    if fact is not None and fact.private_key:
+        out.append(_Warn(entry.path, Code.PLAINTEXT_SECRET, Severity.ERROR,
+                         "An unencrypted private key is committed in plain text; encrypt it "
+                         "(e.g. sops, git-crypt) or keep it out of the repository."))
+    return out
+
+
+def _recompute_duplicates(shas: set[str] | None, *, written: set[int] | None = None) -> None:
+    """Warn on every artifact whose content also stands in another CI outside ``_common/``.
+
+    ``shas`` limits the work to those contents (incremental sync); ``written`` are the CIs whose rows
+    the sync rewrote: their warning counts are refreshed with those of every CI holding such content.
+    """
+    qs = Artifact.objects.filter(size__gte=DUPLICATE_MIN_BYTES, is_symlink=False).exclude(path__contains="_common/")
+    stale = LintWarning.objects.filter(code=Code.DUPLICATE)
+    if shas is not None:
+        qs = qs.filter(blob_sha__in=shas)
+        stale = stale.filter(blob_sha__in=shas)
+    touched = set(written or ())
+    if shas is not None:
+        touched.update(Artifact.objects.filter(blob_sha__in=shas).values_list("ci_id", flat=True))
+    stale.delete()
+    dup_shas = [
+        row["blob_sha"]
+        for row in qs.values("blob_sha").annotate(cis=Count("ci", distinct=True)).filter(cis__gt=1).order_by()
+    ]
+    groups: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
+    for start in range(0, len(dup_shas), 500):
+        rows = qs.filter(blob_sha__in=dup_shas[start : start + 500]).values_list("blob_sha", "path", "ci_id", "ci__path")
+        for sha, path, ci_id, ci_path in rows:
+            groups[sha].append((path, ci_id, ci_path))
+    rows_out: list[tuple] = []
+    for sha, members in groups.items():
+        ci_paths = sorted({m[2] for m in members})
+        common = _common_for(ci_paths)
+        for path, ci_id, _ in members:
+            # Only the first five are named: stop there (the full list made this quadratic in the group size).
+            others: list[str] = []
+            for p in ci_paths:
+                if not path.startswith(p + "/"):
+                    others.append(p)
+                    if len(others) > 5:
+                        break
+            message = (f"Same content in {len(ci_paths)} CIs ({', '.join(others[:5])}{'…' if len(others) > 5 else ''}); "
+                       f"consider moving it to {common}.")
+            rows_out.append((ci_id, path, Code.DUPLICATE, Severity.WARNING, message, sha))
+    _insert(LintWarning, WARNING_FIELDS, rows_out)
+    _refresh_warning_counts(None if shas is None else touched)
+
+
+def _common_for(ci_paths: list[str]) -> str:
+    """The ``_common/`` folder shared by all of ``ci_paths``: one level above their common parent."""
+    parents = [p.split("/")[:-1] for p in ci_paths]
+    prefix: list[str] = []
+    for parts in zip(*parents, strict=False):
+        if len(set(parts)) != 1:
+            break
+        prefix.append(parts[0])
+    return "/".join([*prefix, layout.COMMON]) + "/"
+
+
+def _refresh_warning_counts(ci_ids: set[int] | None) -> None:
+    """Store each CI's number of warnings (of every CI, or of ``ci_ids``)."""
+    warnings = LintWarning.objects.all()
+    items = ConfigItem.objects.all()
+    if ci_ids is not None:
+        warnings, items = warnings.filter(ci_id__in=ci_ids), items.filter(pk__in=ci_ids)
+    counts = dict(warnings.values("ci_id").annotate(n=Count("id")).order_by().values_list("ci_id", "n"))
+    # One plain UPDATE per distinct new count (a handful) instead of bulk_update's CASE WHEN per row.
+    changed: dict[int, list[int]] = defaultdict(list)
+    for pk, current in items.order_by().values_list("id", "warning_count"):
+        n = counts.get(pk, 0)
+        if current != n:
+            changed[n].append(pk)
+    for n, pks in changed.items():
+        for start in range(0, len(pks), 500):
+            ConfigItem.objects.filter(pk__in=pks[start : start + 500]).update(warning_count=n)

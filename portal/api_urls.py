@@ -1,0 +1,65 @@
+"""``/api/``: the portal's one DRF router, the OpenAPI schema and its docs.
+
+Every app registers its viewsets on ``router`` and adds its plain API views to ``app_patterns``.
+API views are exempt from ``LoginRequiredMiddleware`` (``api_view_patterns`` marks them; DRF's
+``as_view`` does too, this keeps it true for any plain view added here), so a token client gets
+DRF's 401/403 JSON instead of a redirect to the login page; DRF's permission classes
+(IsAuthenticated by default) do the checking. The HTML docs (``/api/docs/``, ``/api/redoc/``) are
+for people: they stay behind the login page, and load their assets from the sidecar's static files.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_not_required, login_required
+from django.http import JsonResponse
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.routers import DefaultRouter
+
+from cmdb import api as cmdb_api
+
+
+class ApiRouter(DefaultRouter):
+    # Detail lookups are repository paths ("production/web1/nginx"), which may contain dots:
+    # no ".json"-style suffixes.
+    include_format_suffixes = False
+
+
+def api_view_patterns(patterns: list) -> list:
+    """Mark every view of ``patterns`` (recursively) as not needing the login page."""
+    for p in patterns:
+        if hasattr(p, "url_patterns"):
+            api_view_patterns(p.url_patterns)
+        else:
+            login_not_required(p.callback)
+    return patterns
+
+
+@login_not_required
+def api_not_found(request, *args, **kwargs):
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+router = ApiRouter()
+app_patterns: list = []
+app_patterns += cmdb_api.register(router)
+
+urlpatterns = [
+    *api_view_patterns(app_patterns),
+    path("", include(api_view_patterns(router.urls))),
+    # The schema answers token clients too; the docs pages are for people logged in to the portal.
+    path(
+        "schema/",
+        login_not_required(SpectacularAPIView.as_view(permission_classes=[IsAuthenticated])),
+        name="api-schema",
+    ),
+    path("docs/", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
+    path(
+        "redoc/",
+        login_required(SpectacularRedocView.as_view(url_name="api-schema", template_name="cmdb/api/redoc.html")),
+        name="api-redoc",
+    ),
+    # Keep last: anything else under /api/ is a JSON 404, never an HTML page.
+    re_path(r"^.*/$", api_not_found),
+]
