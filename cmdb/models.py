@@ -7,7 +7,7 @@ revisions are read from Git on demand (see ``services.ci_snapshot``).
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 from django.urls import reverse
 from django.utils import timezone
 
@@ -34,6 +34,22 @@ class Commit(models.Model):
         return self.sha[:10]
 
 
+class ConfigItemQuerySet(models.QuerySet):
+    def under(self, path: str) -> ConfigItemQuerySet:
+        """The CI at ``path`` and every CI below it, in a form the unique path index can serve."""
+        path = path.strip("/")
+        if connection.vendor == "sqlite":
+            # SQLite's LIKE is case-insensitive and skips the index; a range on the BINARY-collated
+            # column does not ("0" is the character after "/").
+            return self.filter(models.Q(path=path) | models.Q(path__gt=path + "/", path__lt=path + "0"))
+        # PostgreSQL serves LIKE 'x/%' from the varchar_pattern_ops index Django adds to the column.
+        return self.filter(models.Q(path=path) | models.Q(path__startswith=path + "/"))
+
+    def in_machine(self, name: str) -> ConfigItemQuerySet:
+        """Machines named ``name`` (in any environment) and the applications and ``_common`` below them."""
+        return self.filter(models.Q(depth=2, name=name) | models.Q(depth=3, parent__name=name, parent__depth=2))
+
+
 class ConfigItem(models.Model):
     """A configuration item: the root, an environment, a machine, an application or a ``_common`` folder."""
 
@@ -56,6 +72,8 @@ class ConfigItem(models.Model):
     last_commit = models.ForeignKey(Commit, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     artifact_count = models.PositiveIntegerField(default=0)
     warning_count = models.PositiveIntegerField(default=0)
+
+    objects = ConfigItemQuerySet.as_manager()
 
     class Meta:
         ordering = ["path"]
@@ -139,6 +157,8 @@ class LintWarning(models.Model):
 
     class Meta:
         ordering = ["path", "code"]
+        # Serves the lint page's and API's default ordering without sorting every warning per request.
+        indexes = [models.Index(fields=["path", "code"], name="cmdb_lint_path_code")]
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"

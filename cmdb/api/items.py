@@ -12,8 +12,6 @@ revision other than the indexed commit only with ``?path=`` (one CI), details al
 
 from __future__ import annotations
 
-import re
-
 from django.db.models import Q, QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
@@ -99,11 +97,6 @@ def _parent(path: str) -> str | None:
     return None if not path else path.rpartition("/")[0]
 
 
-def _segment_regex(index: int, value: str) -> str:
-    """Paths whose ``index``-th folder (0-based) is ``value``."""
-    return "^" + "[^/]+/" * index + re.escape(value) + "(/|$)"
-
-
 def under(value: str) -> Q:
     value = value.strip("/")
     return Q(path=value) | Q(path__startswith=value + "/")
@@ -119,7 +112,7 @@ class EnvironmentFilter(filters.FilterSet):
         fields = ["path", "name", "environment"]
 
     def filter_environment(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        return queryset.filter(under(value.split("/")[0]))
+        return queryset & ConfigItem.objects.under(value.split("/")[0])
 
 
 class ConfigItemFilter(EnvironmentFilter):
@@ -135,8 +128,8 @@ class ConfigItemFilter(EnvironmentFilter):
     def filter_machine(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         value = value.strip("/")
         if "/" in value:
-            return queryset.filter(under(value))
-        return queryset.filter(path__regex=_segment_regex(1, value))
+            return queryset & ConfigItem.objects.under(value)
+        return queryset & ConfigItem.objects.in_machine(value)
 
 
 def _matches_filters(path: str, params) -> bool:

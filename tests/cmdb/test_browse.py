@@ -459,3 +459,25 @@ def test_pinned_query_counts_on_the_standard_layout(synced, viewer, client_for, 
         client.get(url)  # READMEs are rendered and kept on first view
         with django_assert_num_queries(expected):
             assert client.get(url).status_code == 200
+
+
+def test_environment_page_paginates_and_filters_many_machines(work_repo, client_for, viewer, settings):
+    from cmdb import services
+
+    work_repo.write("README.md", "# top\n")
+    work_repo.write("big/README.md", "# big\n")
+    for i in range(130):
+        work_repo.write(f"big/m{i:03d}/README.md", f"# m{i:03d}\n")
+    work_repo.commit("Many machines")
+    services.repo_sync(trigger="test")
+    client = client_for(viewer)
+
+    first = client.get("/ci/big/")
+    assert first.status_code == 200
+    assert first.content.count(b'href="/ci/big/m') == 100
+    assert b"1 / 2" in first.content
+    second = client.get("/ci/big/?page=2")
+    assert second.content.count(b'href="/ci/big/m') == 30
+    found = client.get("/ci/big/?children=m12")
+    names = {line for line in found.content.decode().split('"') if line.startswith("/ci/big/m")}
+    assert names == {f"/ci/big/m12{i}/" for i in range(10)}
