@@ -29,10 +29,20 @@ mkdir -p "$CMDB_DATA_DIR"
 
 pids=()
 cleanup() {
+  trap - EXIT INT TERM HUP
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # A worker on the filesystem transport can take a while to finish its warm shutdown.
+  for _ in $(seq 50); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  pkill -KILL -P "$$" 2>/dev/null || true
   wait 2>/dev/null || true
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT INT TERM HUP
 
 "$PY" -m celery -A portal worker --loglevel=WARNING --concurrency=2 --hostname="demo@%h" \
   >"$CMDB_DATA_DIR/worker.log" 2>&1 &
