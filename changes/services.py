@@ -412,6 +412,8 @@ def change_implement(*, change: ChangeRequest, acting_user) -> ChangeRequest:
         ReleasedCommit.objects.bulk_create(
             [ReleasedCommit(sha=sha, change=change) for sha in released], ignore_conflicts=True
         )
+        # A sync racing this release may have judged these commits before this transaction commits.
+        UnauthorizedCommit.objects.filter(sha__in=released, status=UnauthorizedCommit.Status.OPEN).delete()
         change.state, change.merged_sha = State.IMPLEMENTED, new_main
         change.implemented_without_approval = emergency_unapproved
         change.save()
@@ -613,10 +615,11 @@ def unauthorized_scan(*, previous: str | None, current: str) -> int:
         shas = repo.rev_list(f"{previous}..{current}")
     except GitError:
         return 0
-    released = set(ReleasedCommit.objects.filter(sha__in=shas).values_list("sha", flat=True))
-    known = set(UnauthorizedCommit.objects.filter(sha__in=shas).values_list("sha", flat=True))
-    new = [sha for sha in shas if sha not in released and sha not in known]
     with transaction.atomic():
+        # Read inside the transaction: on SQLite it holds the write lock, so no release commits between.
+        released = set(ReleasedCommit.objects.filter(sha__in=shas).values_list("sha", flat=True))
+        known = set(UnauthorizedCommit.objects.filter(sha__in=shas).values_list("sha", flat=True))
+        new = [sha for sha in shas if sha not in released and sha not in known]
         for sha in new:
             info = repo.commit(sha)
             UnauthorizedCommit.objects.create(sha=sha, summary=info.summary[:500], author=info.author_name[:200],
