@@ -32,6 +32,7 @@ from cmdb.secrets import mask_text
 
 HISTORY_PER_PAGE = 50
 LINT_PER_PAGE = 100
+CHILDREN_PER_PAGE = 100
 SYNC_RUNS_PER_PAGE = 50
 RECENT_COMMITS = 10
 RAW_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
@@ -227,6 +228,7 @@ def home(request: HttpRequest) -> HttpResponse:
     except GitError as exc:
         commits, commit_error = [], str(exc)
     return render(request, "cmdb/home.html", {
+        "change_control": _change_control_card(request.user),
         "counts": counts,
         "lint_rows": lint_rows,
         "last_run": last_run,
@@ -235,6 +237,35 @@ def home(request: HttpRequest) -> HttpResponse:
         "commit_error": commit_error,
         "search_form": SearchForm(),
     })
+
+
+AWAITING_SHOWN = 5
+UNAUTHORIZED_SHOWN = 5
+
+
+def _change_control_card(user) -> dict:
+    """The home page's change-control card: open CRs per state, the user's pending votes, unauthorized
+    commits on main. Four queries (five for approvers), whatever the number of change requests."""
+    from changes import queries as change_queries
+    from changes.templatetags.changes_tags import STATES
+
+    list_url = reverse("changes:change_list")
+    by_state = change_queries.open_counts()
+    awaiting = list(change_queries.awaiting_approval(user).select_related("requester").order_by("pk")[: AWAITING_SHOWN + 1])
+    unauthorized = change_queries.open_unauthorized()
+    return {
+        "states": [
+            {"state": state, "label": STATES[state][0], "n": n, "url": _with_query(list_url, state=state)}
+            for state, n in by_state.items()
+        ],
+        "open_total": sum(by_state.values()),
+        "open_url": _with_query(list_url, state="open"),
+        "awaiting": awaiting[:AWAITING_SHOWN],
+        "awaiting_more": len(awaiting) > AWAITING_SHOWN,
+        "awaiting_url": _with_query(list_url, awaiting="on"),
+        "unauthorized": list(unauthorized[:UNAUTHORIZED_SHOWN]),
+        "unauthorized_count": unauthorized.count(),
+    }
 
 
 def _excerpt(markdown: str, limit: int = 160) -> str:
@@ -314,12 +345,19 @@ def ci_detail(request: HttpRequest, path: str) -> HttpResponse:
     can_secrets = _can_view_secrets(request)
     rev = snap.rev
 
-    children: list[ChildRow] = []
-    commons: list[ChildRow] = []
-    for c in snap.children:
-        row = ChildRow(c.name, c.path, c.kind, services.portal_url("page", c.path, rev),
-                       getattr(c, "artifact_count", None), getattr(c, "warning_count", None))
-        (commons if c.kind == layout.COMMON_KIND else children).append(row)
+    def child_row(c) -> ChildRow:
+        return ChildRow(c.name, c.path, c.kind, services.portal_url("page", c.path, rev),
+                        getattr(c, "artifact_count", None), getattr(c, "warning_count", None))
+
+    # An environment may hold a thousand machines: filter and paginate on the server, and build
+    # rows (URLs) only for the page shown.
+    child_filter = request.GET.get("children", "").strip()
+    kids = [c for c in snap.children if c.kind != layout.COMMON_KIND]
+    if child_filter:
+        kids = [c for c in kids if child_filter.lower() in c.name.lower()]
+    children_page = Paginator(kids, CHILDREN_PER_PAGE).get_page(request.GET.get("page"))
+    children = [child_row(c) for c in children_page.object_list]
+    commons = [child_row(c) for c in snap.children if c.kind == layout.COMMON_KIND]
 
     artifacts = [
         ArtifactRow(
@@ -356,6 +394,8 @@ def ci_detail(request: HttpRequest, path: str) -> HttpResponse:
         "readme_html": browse.readme_for(snap.readme_html, can_view_secrets=can_secrets),
         "has_readme": snap.has_readme,
         "children": children,
+        "children_page": children_page,
+        "children_filter": child_filter,
         "children_label": child_kind.get(snap.kind, "Folders"),
         "commons": commons,
         "artifacts": artifacts,

@@ -4,5 +4,7 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("api/", include("portal.api_urls")),
+    path("changes/", include("changes.urls")),
     path("", include("cmdb.urls")),
 ]

@@ -1,5 +1,5 @@
 /* CM portal: sortable and filterable tables, for any table[data-sortable] (sort + filter) or
- * table[data-filterable] (filter only). No dependencies. */
+ * table[data-filterable] (filter only); confirmation of form[data-confirm]. No dependencies. */
 (function () {
   "use strict";
 
@@ -96,6 +96,13 @@
       makeFilterable(table);
     });
   }
+
+  // Forms with data-confirm ask before they are sent (e.g. releasing a change to main).
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form && form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
 
   document.addEventListener("DOMContentLoaded", function () { init(document); });
   // Content swapped in by htmx (e.g. a commit's diff in the history tab).
