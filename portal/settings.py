@@ -152,6 +152,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
+    # asyncssh logs several lines per connection: a fleet-wide run would flood the log.
+    "loggers": {"asyncssh": {"level": "WARNING"}},
 }
 
 # --- REST API ----------------------------------------------------------------------------------------
