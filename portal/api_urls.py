@@ -17,6 +17,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import DefaultRouter
 
+from changes import api as changes_api
+from changes import api_jobs as changes_api_jobs
 from cmdb import api as cmdb_api
 
 
@@ -44,6 +46,8 @@ def api_not_found(request, *args, **kwargs):
 router = ApiRouter()
 app_patterns: list = []
 app_patterns += cmdb_api.register(router)
+app_patterns += changes_api.register(router)
+app_patterns += changes_api_jobs.urlpatterns()
 
 urlpatterns = [
     *api_view_patterns(app_patterns),
