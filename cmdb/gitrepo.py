@@ -384,8 +384,12 @@ class ConfigRepo:
                 summary=summary,
                 parents=tuple(parents.split()),
             )
-            paths = [_decode(p) for p in names.strip(b"\n\0").split(b"\0") if p.strip(b"\n")] if with_names else []
-            yield info, [p.lstrip("\n") for p in paths]
+            if not with_names:
+                yield info, []
+                continue
+            # One decode per commit, not per path: the first commit of a large repository lists them all.
+            text = _decode(names.strip(b"\n\0"))
+            yield info, [p.lstrip("\n") for p in text.split("\0") if p.strip("\n")]
 
     _FORMAT = f"--format={_RECORD}%H{_FIELD}%P{_FIELD}%an{_FIELD}%ae{_FIELD}%ct{_FIELD}%s"
 

@@ -174,7 +174,10 @@ def _group_by_ci(entries: Iterable[TreeEntry]) -> dict[str, _CIContent]:
     for entry in entries:
         if entry.type == "tree":
             continue
-        owner = layout.owning_ci(entry.path)
+        path = entry.path
+        slash = path.rfind("/")
+        folder = path[:slash] if slash >= 0 else ""
+        owner = layout.owner_of_dir(folder)
         if owner is None:
             continue
         content = contents.get(owner.path)
@@ -186,7 +189,7 @@ def _group_by_ci(entries: Iterable[TreeEntry]) -> dict[str, _CIContent]:
                     if ref is not None:
                         contents[dir_path] = _CIContent(ref)
             content = contents[owner.path]
-        if entry.type == "blob" and not entry.is_symlink and layout.is_readme(entry.path):
+        if entry.type == "blob" and entry.mode != "120000" and folder == owner.path and path[slash + 1 :] == layout.README:
             content.readme = entry
         else:
             content.files.append(entry)

@@ -61,11 +61,12 @@ def ci_for_dir(dir_path: str) -> CIRef | None:
 
 def owning_ci(file_path: str) -> CIRef | None:
     """The CI a file belongs to (None for files in hidden folders)."""
-    return _owner_of_dir(posixpath.dirname(file_path))
+    return owner_of_dir(posixpath.dirname(file_path))
 
 
 @lru_cache(maxsize=200_000)
-def _owner_of_dir(dir_path: str) -> CIRef | None:
+def owner_of_dir(dir_path: str) -> CIRef | None:
+    """The CI that owns the files directly inside ``dir_path`` (cached per folder)."""
     # Cached per folder: a repository has far fewer folders than files, and indexing asks per file.
     parts = dir_path.split("/") if dir_path else []
     if any(p.startswith(".") for p in parts):
@@ -86,7 +87,7 @@ def ci_dirs_of(file_path: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=200_000)
 def _ci_dirs_of_dir(dir_path: str) -> tuple[str, ...]:
-    owner = _owner_of_dir(dir_path)
+    owner = owner_of_dir(dir_path)
     if owner is None:
         return ()
     parts = owner.path.split("/") if owner.path else []
