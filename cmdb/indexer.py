@@ -536,3 +536,28 @@ def _refresh_warning_counts(ci_ids: set[int] | None) -> None:
     for n, pks in changed.items():
         for start in range(0, len(pks), 500):
             ConfigItem.objects.filter(pk__in=pks[start : start + 500]).update(warning_count=n)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Figures for the home page
+# ----------------------------------------------------------------------------------------------------
+
+
+def compute_stats() -> dict:
+    """Counts of the index, computed once per sync (see SyncState.stats)."""
+    kinds = dict(ConfigItem.objects.order_by().values_list("kind").annotate(n=Count("id")))
+    lint = list(LintWarning.objects.order_by().values("code", "severity").annotate(n=Count("id")).order_by("-n", "code"))
+    machines = dict(
+        ConfigItem.objects.filter(kind=layout.MACHINE).order_by().values_list("parent__path").annotate(n=Count("id"))
+    )
+    applications = dict(
+        ConfigItem.objects.filter(kind=layout.APPLICATION).order_by()
+        .values_list("parent__parent__path").annotate(n=Count("id"))
+    )
+    return {
+        "kinds": kinds,
+        "artifacts": Artifact.objects.count(),
+        "lint": lint,
+        "environments": {env: {"machines": machines.get(env, 0), "applications": applications.get(env, 0)}
+                         for env in set(machines) | set(applications)},
+    }

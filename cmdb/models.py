@@ -175,6 +175,9 @@ class SyncState(models.Model):
     pending = models.BooleanField(default=False)
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
+    # Figures of the index (counts per kind, lint per code, per environment), stored by each sync so
+    # the home page reads one row instead of aggregating the whole index per request.
+    stats = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return f"sync state ({self.indexed_commit_id})"

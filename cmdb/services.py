@@ -137,9 +137,11 @@ def _sync_once(*, trigger: str, acting_user=None) -> SyncRun:
 def _record_success(run: SyncRun, target: str, previous: str | None, mode: str, changed: int, started: float) -> None:
     now = timezone.now()
     commit = Commit.objects.get(sha=target)
-    SyncState.objects.filter(pk=1).update(
-        indexed_commit=commit, indexed_at=now, last_error="", last_error_at=None, branch=settings.CMDB_BRANCH
-    )
+    fields = {"indexed_commit": commit, "indexed_at": now, "last_error": "", "last_error_at": None,
+              "branch": settings.CMDB_BRANCH}
+    if mode != SyncRun.Mode.NOOP or not SyncState.objects.filter(pk=1).exclude(stats={}).exists():
+        fields["stats"] = indexer.compute_stats()
+    SyncState.objects.filter(pk=1).update(**fields)
     SyncRun.objects.filter(pk=run.pk).update(
         status=SyncRun.Status.SUCCEEDED,
         finished_at=now,

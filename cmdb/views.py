@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Case, Count, IntegerField, Q, Value, When
+from django.db.models import Case, IntegerField, Value, When
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -23,11 +23,11 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST, require_safe
 
-from cmdb import browse, layout, services
+from cmdb import browse, indexer, layout, services
 from cmdb import search as fts
 from cmdb.forms import CompareForm, LintFilterForm, RevisionForm, SearchForm
 from cmdb.gitrepo import GitError, UnknownRevision
-from cmdb.models import Artifact, ConfigItem, LintWarning, SyncRun
+from cmdb.models import ConfigItem, LintWarning, SyncRun, SyncState
 from cmdb.secrets import mask_text
 
 HISTORY_PER_PAGE = 50
@@ -191,12 +191,14 @@ def _page_number(request: HttpRequest) -> int:
 
 @require_safe
 def home(request: HttpRequest) -> HttpResponse:
-    by_kind = dict(ConfigItem.objects.order_by().values_list("kind").annotate(n=Count("id")))
+    # Figures stored by the last sync (one row), not aggregated over the whole index per request.
+    state = SyncState.objects.filter(pk=1).only("stats").first()
+    stats = (state.stats if state else None) or indexer.compute_stats()
+    by_kind = stats["kinds"]
     counts = [
         {"kind": kind, "label": KIND_LABELS[kind], "n": by_kind.get(kind, 0)} for kind in KIND_ORDER
     ]
-    artifacts = Artifact.objects.count()
-    lint = list(LintWarning.objects.order_by().values("code", "severity").annotate(n=Count("id")).order_by("-n", "code"))
+    lint = stats["lint"]
     labels = dict(LintWarning.Code.choices)
     lint_url = reverse("cmdb:lint_list")
     lint_rows = [
@@ -204,21 +206,18 @@ def home(request: HttpRequest) -> HttpResponse:
          "url": _with_query(lint_url, code=r["code"], severity=r["severity"])}
         for r in lint
     ]
-    counts.append({"kind": "artifact", "label": "Artifacts", "n": artifacts})
+    counts.append({"kind": "artifact", "label": "Artifacts", "n": stats["artifacts"]})
     counts.append({"kind": "warning", "label": "Warnings", "n": sum(r["n"] for r in lint), "url": lint_url})
     last_run = SyncRun.objects.select_related("requested_by").first()
+    per_env = stats["environments"]
     envs = (
         ConfigItem.objects.filter(kind=layout.ENVIRONMENT)
-        .annotate(
-            machines=Count("children", filter=Q(children__kind=layout.MACHINE), distinct=True),
-            applications=Count("children__children", filter=Q(children__children__kind=layout.APPLICATION),
-                               distinct=True),
-        )
         .only("path", "name", "readme_markdown", "warning_count", "artifact_count")
         .order_by("name")
     )
     env_cards = [
-        {"name": e.name, "url": e.get_absolute_url(), "machines": e.machines, "applications": e.applications,
+        {"name": e.name, "url": e.get_absolute_url(), "machines": per_env.get(e.path, {}).get("machines", 0),
+         "applications": per_env.get(e.path, {}).get("applications", 0),
          "warnings": e.warning_count, "excerpt": _excerpt(e.readme_markdown)}
         for e in envs
     ]

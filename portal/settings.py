@@ -35,6 +35,21 @@ CMDB_GIT_TIMEOUT = env_int("CMDB_GIT_TIMEOUT", 120, minimum=1)
 # Where the portal is reached, for links in mail (e.g. https://cm.example.org).
 CMDB_PUBLIC_URL = env_str("CMDB_PUBLIC_URL", "http://localhost:8000")
 
+# --- dry runs: read-only looks at the machines ------------------------------------------------------
+# The portal's SSH identity (key authentication only, strict known_hosts); empty: no SSH machines.
+CMDB_SSH_KEY = env_str("CMDB_SSH_KEY", "")
+CMDB_SSH_KNOWN_HOSTS = env_str("CMDB_SSH_KNOWN_HOSTS", "")
+CMDB_SSH_USER = env_str("CMDB_SSH_USER", "")
+CMDB_SSH_CONNECT_TIMEOUT = env_int("CMDB_SSH_CONNECT_TIMEOUT", 10, minimum=1)
+CMDB_SSH_COMMAND_TIMEOUT = env_int("CMDB_SSH_COMMAND_TIMEOUT", 60, minimum=1)
+# Base of the relative ``root`` of local machines (the demo points it at its source directory).
+CMDB_LOCAL_ROOT_BASE = env_path("CMDB_LOCAL_ROOT_BASE", CMDB_DATA_DIR)
+CMDB_DRY_RUN_BATCH = env_int("CMDB_DRY_RUN_BATCH", 25, minimum=1)
+CMDB_DRY_RUN_SOFT_TIME_LIMIT = env_int("CMDB_DRY_RUN_SOFT_TIME_LIMIT", 300, minimum=10)
+CMDB_DRY_RUN_TIME_LIMIT = env_int("CMDB_DRY_RUN_TIME_LIMIT", max(360, CMDB_DRY_RUN_SOFT_TIME_LIMIT + 30), minimum=20)
+if CMDB_DRY_RUN_TIME_LIMIT <= CMDB_DRY_RUN_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured("CMDB_DRY_RUN_TIME_LIMIT must be greater than CMDB_DRY_RUN_SOFT_TIME_LIMIT.")
+
 try:
     CMDB_DATA_DIR.mkdir(parents=True, exist_ok=True)
 except OSError as exc:  # pragma: no cover - depends on the host
@@ -172,7 +187,8 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "CM portal API",
-    "DESCRIPTION": "Configuration items, lint, search and sync of the configuration repository.",
+    "DESCRIPTION": "Configuration items at any revision, lint, search and sync of the configuration "
+    "repository; change requests, votes, releases, baselines and the change record.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -180,6 +196,11 @@ SPECTACULAR_SETTINGS = {
     # Offline docs: no badge that asks validator.swagger.io about the schema.
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ChangeStateEnum": "changes.models.ChangeRequest.State",
+        "DryRunJobStateEnum": "changes.models.DryRunJob.State",
+        "MachinePlanStatusEnum": "changes.models.MachinePlan.Status",
+    },
 }
 
 # --- Celery --------------------------------------------------------------------------------------------
@@ -214,5 +235,9 @@ CELERY_BEAT_SCHEDULE = {
         "task": "cmdb.tasks.sync_repository",
         "schedule": float(CMDB_SYNC_INTERVAL),
         "kwargs": {"trigger": "periodic"},
+    },
+    "changes-dry-run-reap": {
+        "task": "changes.tasks.dryrun_reap",
+        "schedule": 300.0,
     },
 }

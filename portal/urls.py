@@ -6,5 +6,6 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("portal.api_urls")),
     path("changes/", include("changes.urls")),
+    path("jobs/", include("changes.urls_jobs")),
     path("", include("cmdb.urls")),
 ]

@@ -11,6 +11,8 @@ export DJANGO_DEBUG=true
 export CMDB_DATA_DIR="${CMDB_DATA_DIR:-$ROOT/data/demo}"
 export CMDB_DEMO_SOURCE="${CMDB_DEMO_SOURCE:-$ROOT/data/demo-source}"
 export CMDB_REPO_URL="$CMDB_DEMO_SOURCE/origin.git"
+# The demo's machines use the local transport; their manifests name roots relative to this folder.
+export CMDB_LOCAL_ROOT_BASE="$CMDB_DEMO_SOURCE"
 export CMDB_WEBHOOK_SECRET="${CMDB_WEBHOOK_SECRET:-demo-webhook-secret}"
 export DJANGO_EMAIL_BACKEND="django.core.mail.backends.console.EmailBackend"
 export DJANGO_SECURE_COOKIES=false

@@ -612,14 +612,14 @@ def test_home_card_costs_a_fixed_number_of_queries(synced, test_branch, make_cha
     client = client_for(approver)
     client.get(reverse("cmdb:home"))
     # cmdb's 9 + open CRs per state, groups, CRs awaiting the approver, unauthorized commits and their count
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(12):
         client.get(reverse("cmdb:home"))
     for i in range(4):
         on_branch(synced, f"change/h{i}", {f"test/web-test1/nginx/files/h{i}.conf": "x\n"})
         services.change_submit(change=make_change(f"change/h{i}"), acting_user=requester)
     _direct_push(synced)
     _direct_push(synced, "Another direct push")
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(12):
         response = client.get(reverse("cmdb:home"))
     assert len(response.context["change_control"]["awaiting"]) == 4
 
@@ -708,8 +708,8 @@ def test_detail_costs_a_fixed_number_of_queries(synced, tls_branch, make_change,
     client = client_for(viewer)
     # session, user, CR, groups, approvals, 2 permission lookups, indexed sha for base and head
     # (secret patterns), impacted CIs, watchers, live approvals, record, comments, sync state,
-    # conflicts: paths, same CIs, machines, overlapping windows, freezes
-    with django_assert_num_queries(20):
+    # conflicts: paths, same CIs, machines, overlapping windows, freezes; recent dry runs
+    with django_assert_num_queries(21):
         client.get(change.get_absolute_url())
     # more votes, comments, record entries, other change requests and freezes cost nothing more
     services.change_approve(change=change, acting_user=approver, comment="one")
@@ -719,11 +719,11 @@ def test_detail_costs_a_fixed_number_of_queries(synced, tls_branch, make_change,
         make_change(f"change/c{i}", planned_start=start, planned_end=end)
     FreezePeriod.objects.create(start=start, end=end, reason="f1")
     FreezePeriod.objects.create(start=start, end=end, reason="f2", environment="production")
-    with django_assert_num_queries(20):
+    with django_assert_num_queries(21):
         response = client.get(change.get_absolute_url())
     assert len(response.context["conflicts"]["same_ci"]) == 3 and len(response.context["conflicts"]["freezes"]) == 2
     # without a window, the three window queries are skipped
-    assert _detail_queries(client, make_change(tls_branch).get_absolute_url()) == 17
+    assert _detail_queries(client, make_change(tls_branch).get_absolute_url()) == 18
 
 
 def test_viewer_without_groups_still_gets_pages(db, django_user_model, synced, client_for):

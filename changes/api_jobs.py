@@ -1,0 +1,164 @@
+"""``/api/dry-runs/``, ``/api/jobs/{id}/``, ``/api/jobs/{id}/cancel/``, ``/api/changes/{id}/dry-run/``.
+
+Thin views over ``changes.dryrun``: refusals keep the service's message and status (403, 409, 400).
+Starting answers 202 with the job; the work runs in Celery workers, so clients poll the job.
+"""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from django.urls import path
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from changes import dryrun
+from changes.models import ChangeRequest, DryRunJob, MachinePlan
+from changes.services import ChangeError
+
+
+class _ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class _ServiceError(exceptions.APIException):
+    def __init__(self, exc: ChangeError):
+        super().__init__(str(exc))
+        self.status_code = exc.status
+
+
+class DryRunRequestSerializer(serializers.Serializer):
+    revision = serializers.CharField(max_length=255, help_text="Commit sha, tag or branch")
+    machines = serializers.ListField(
+        child=serializers.CharField(max_length=1000), required=False, allow_empty=False,
+        help_text="Machine paths (environment/machine); default: every machine declared at the revision",
+    )
+
+
+class ChangeDryRunRequestSerializer(serializers.Serializer):
+    machines = serializers.ListField(
+        child=serializers.CharField(max_length=1000), required=False, allow_empty=False,
+        help_text="Machine paths; default: the machines the change request impacts",
+    )
+
+
+class FileActionSerializer(serializers.Serializer):
+    target = serializers.CharField()
+    action = serializers.ChoiceField(choices=["create", "update", "delete", "unchanged", "unreadable", "documented"])
+    changes = serializers.ListField(child=serializers.CharField(), required=False)
+    diff = serializers.CharField(required=False, allow_blank=True)
+    secret = serializers.BooleanField(required=False)
+    app_path = serializers.CharField(required=False, allow_blank=True)
+    reason = serializers.CharField(required=False, allow_blank=True)
+    declared_mode = serializers.CharField(required=False, allow_blank=True)
+    live_mode = serializers.CharField(required=False, allow_blank=True)
+
+
+class MachinePlanSerializer(serializers.Serializer):
+    machine_path = serializers.CharField()
+    status = serializers.ChoiceField(choices=MachinePlan.Status.choices)
+    reason = serializers.CharField(allow_blank=True)
+    items = FileActionSerializer(many=True)
+    reload = serializers.ListField(child=serializers.CharField())
+    finished_at = serializers.DateTimeField()
+
+
+class LogLineSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    level = serializers.CharField()
+    message = serializers.CharField()
+
+
+class DryRunJobSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.CharField(source="get_absolute_url", help_text="The job's page in the portal")
+    change = serializers.IntegerField(allow_null=True, source="change_id")
+    revision = serializers.CharField()
+    rev_label = serializers.CharField()
+    for_head_sha = serializers.CharField(allow_blank=True)
+    baseline_sha = serializers.CharField(allow_blank=True)
+    requested_by = serializers.CharField(source="requested_by.username")
+    state = serializers.ChoiceField(choices=DryRunJob.State.choices)
+    machines = serializers.ListField(child=serializers.CharField())
+    machines_total = serializers.IntegerField()
+    machines_done = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+    plans = MachinePlanSerializer(many=True, source="plans.all")
+    log = LogLineSerializer(many=True, source="log_lines.all")
+
+
+def _job_data(job: DryRunJob) -> dict:
+    job = DryRunJob.objects.select_related("requested_by").prefetch_related("plans", "log_lines").get(pk=job.pk)
+    data = DryRunJobSerializer(job).data
+    return data
+
+
+def _errors(*codes: int) -> dict:
+    return {code: OpenApiResponse(_ErrorSerializer) for code in codes}
+
+
+class _Base(APIView):
+    def handle_exception(self, exc):
+        if isinstance(exc, ChangeError):
+            exc = _ServiceError(exc)
+        return super().handle_exception(exc)
+
+    @staticmethod
+    def validated(serializer_class, request) -> dict:
+        serializer = serializer_class(data=request.data)
+        if not serializer.is_valid():
+            first = next(iter(serializer.errors.items()))
+            raise exceptions.ValidationError({"detail": f"{first[0]}: {first[1][0]}", "errors": serializer.errors})
+        return dict(serializer.validated_data)
+
+
+class DryRunStartView(_Base):
+    @extend_schema(operation_id="dry_runs_create", request=DryRunRequestSerializer,
+                   responses={202: DryRunJobSerializer, **_errors(400, 403, 409)}, tags=["dry runs"])
+    def post(self, request):
+        """Queue a dry run of a revision (sha, tag or branch) on some or all machines."""
+        data = self.validated(DryRunRequestSerializer, request)
+        job = dryrun.dryrun_start(acting_user=request.user, revision=data["revision"], machines=data.get("machines"))
+        return Response(_job_data(job), status=status.HTTP_202_ACCEPTED)
+
+
+class ChangeDryRunView(_Base):
+    @extend_schema(operation_id="changes_dry_run_create", request=ChangeDryRunRequestSerializer,
+                   responses={202: DryRunJobSerializer, **_errors(400, 403, 404, 409)}, tags=["dry runs"])
+    def post(self, request, pk: int):
+        """Queue a dry run of a change request's branch head on the machines it impacts."""
+        change = get_object_or_404(ChangeRequest, pk=pk)
+        data = self.validated(ChangeDryRunRequestSerializer, request)
+        job = dryrun.dryrun_start(acting_user=request.user, change=change, machines=data.get("machines"))
+        return Response(_job_data(job), status=status.HTTP_202_ACCEPTED)
+
+
+class JobDetailView(_Base):
+    @extend_schema(operation_id="jobs_retrieve", responses={200: DryRunJobSerializer, **_errors(404)},
+                   tags=["dry runs"])
+    def get(self, request, pk: int):
+        """A dry run: state, progress, the plan of every machine done so far, and its log."""
+        return Response(_job_data(get_object_or_404(DryRunJob, pk=pk)))
+
+
+class JobCancelView(_Base):
+    @extend_schema(operation_id="jobs_cancel", request=None,
+                   responses={200: DryRunJobSerializer, **_errors(403, 404, 409)}, tags=["dry runs"])
+    def post(self, request, pk: int):
+        """Cancel a queued or running dry run (the requester, approvers and staff)."""
+        job = dryrun.dryrun_cancel(job=get_object_or_404(DryRunJob, pk=pk), acting_user=request.user)
+        return Response(_job_data(job))
+
+
+def urlpatterns() -> list:
+    """The plain API views (added to ``portal.api_urls.app_patterns``, before the router's URLs)."""
+    return [
+        path("dry-runs/", DryRunStartView.as_view(), name="api-dry-run-start"),
+        path("changes/<int:pk>/dry-run/", ChangeDryRunView.as_view(), name="api-change-dry-run"),
+        path("jobs/<int:pk>/", JobDetailView.as_view(), name="api-job-detail"),
+        path("jobs/<int:pk>/cancel/", JobCancelView.as_view(), name="api-job-cancel"),
+    ]

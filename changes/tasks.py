@@ -1,0 +1,42 @@
+"""Celery tasks of change control: thin wrappers that take ids and call ``changes.dryrun``."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+
+from changes import dryrun
+
+
+@shared_task(name="changes.tasks.dryrun_dispatch", acks_late=True, reject_on_worker_lost=True)
+def dryrun_dispatch(job_id: int) -> int:
+    """Mark the job running and queue one batch task per ``CMDB_DRY_RUN_BATCH`` machines."""
+    parts = dryrun.dryrun_begin(job_id=job_id)
+    for machines in parts:
+        dryrun_batch.delay(job_id, machines)
+    return len(parts)
+
+
+@shared_task(
+    name="changes.tasks.dryrun_batch",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=settings.CMDB_DRY_RUN_SOFT_TIME_LIMIT,
+    time_limit=settings.CMDB_DRY_RUN_TIME_LIMIT,
+)
+def dryrun_batch(job_id: int, machines: list[str]) -> None:
+    """Look at a batch of machines (a redelivered batch skips machines already planned)."""
+    try:
+        dryrun.dryrun_run_batch(job_id=job_id, machine_paths=machines)
+    except SoftTimeLimitExceeded:
+        dryrun.dryrun_fail_machines(
+            job_id=job_id, machine_paths=machines,
+            reason=f"timed out (no answer within {settings.CMDB_DRY_RUN_SOFT_TIME_LIMIT}s)",
+        )
+
+
+@shared_task(name="changes.tasks.dryrun_reap")
+def dryrun_reap() -> int:
+    """Periodic: fail jobs whose worker died."""
+    return dryrun.dryrun_reap_stale()

@@ -1,0 +1,25 @@
+"""Template helpers for dry runs on other pages: ``{% load dryrun_tags %}``.
+
+``{% can_dry_run change as may_dry_run %}`` and ``{% recent_dry_runs change as jobs %}`` let a page
+(the change request's) show the dry-run button and the latest jobs without touching its view.
+"""
+
+from __future__ import annotations
+
+from django import template
+
+from changes import permissions
+from changes.models import DryRunJob
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def can_dry_run(context, change=None) -> bool:
+    request = context.get("request")
+    return bool(request is not None and permissions.can(request.user, "dry_run", change))
+
+
+@register.simple_tag
+def recent_dry_runs(change, limit: int = 5) -> list[DryRunJob]:
+    return list(DryRunJob.objects.filter(change=change).select_related("requested_by")[:limit])

@@ -1,0 +1,71 @@
+"""Browser pages of dry-run jobs, mounted at ``/jobs/``: the job page and its live-refreshed partial."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpResponseForbidden
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from changes import dryrun, permissions, planner
+from changes.models import ChangeRequest, DryRunJob
+from changes.services import ChangeError
+from cmdb.browse import highlight_diff
+
+
+def _context(request, job: DryRunJob) -> dict:
+    plans = []
+    for plan in job.plans.all():
+        items = []
+        for item in plan.items:
+            shown = dict(item)
+            shown["diff_html"] = highlight_diff(item["diff"]) if item.get("diff") else ""
+            items.append(shown)
+        plans.append({"plan": plan, "items": items, "counts": planner.summarize(plan.items)})
+    user = request.user
+    return {
+        "job": job,
+        "plans": plans,
+        "log": list(job.log_lines.all()),
+        "can_cancel": not job.is_finished and (user.is_staff or job.requested_by_id == user.pk
+                                               or permissions.is_approver(user)),
+    }
+
+
+def _job(pk: int) -> DryRunJob:
+    return get_object_or_404(DryRunJob.objects.select_related("change", "requested_by"), pk=pk)
+
+
+@require_GET
+def job_detail(request, pk: int):
+    job = _job(pk)
+    template = "changes/_job_body.html" if request.htmx else "changes/job_detail.html"
+    return render(request, template, _context(request, job))
+
+
+@require_POST
+def job_cancel(request, pk: int):
+    job = _job(pk)
+    try:
+        dryrun.dryrun_cancel(job=job, acting_user=request.user)
+    except ChangeError as exc:
+        if exc.status == 403:
+            return HttpResponseForbidden(str(exc))
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Dry run {job.pk} cancelled.")
+    return redirect(job)
+
+
+@require_POST
+def change_dry_run(request, pk: int):
+    """Start a dry run of a change request (the button on its page) and show the job."""
+    change = get_object_or_404(ChangeRequest, pk=pk)
+    try:
+        job = dryrun.dryrun_start(acting_user=request.user, change=change)
+    except ChangeError as exc:
+        if exc.status == 403:
+            return HttpResponseForbidden(str(exc))
+        messages.error(request, str(exc))
+        return redirect(change)
+    return redirect(job)
