@@ -4,6 +4,7 @@ lint, search, the not-indexed state, and a fixed number of queries per page."""
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -373,8 +374,11 @@ def test_search_snippets_are_escaped_before_matches_are_marked(work_repo, viewer
     work_repo.commit("README with HTML")
     services.repo_sync(trigger="test")
     html = client_for(viewer).get(reverse("cmdb:search") + "?q=zebra").content.decode()
-    assert "&lt;b onmouseover=x&gt;<mark>zebra</mark>&lt;/b&gt;" in html
+    assert "<mark>zebra</mark>" in html
     assert "<b onmouseover" not in html
+    # FTS5 keeps the markup in the snippet (shown escaped); PostgreSQL's ts_headline drops tags.
+    if connection.vendor == "sqlite":
+        assert "&lt;b onmouseover=x&gt;<mark>zebra</mark>&lt;/b&gt;" in html
 
 
 # --- repository state -----------------------------------------------------------------------------------
