@@ -33,6 +33,7 @@ from changes.models import (
 from cmdb import layout
 from cmdb import services as cmdb_services
 from cmdb.gitrepo import ConfigRepo, FileDiff, GitError, MergeConflict, PushRejected, UnknownRevision
+from cmdb.indexer import secret_patterns
 from cmdb.secrets import MASK, SecretPatterns, has_private_key, is_secret, mask_text
 
 log = logging.getLogger(__name__)
@@ -553,7 +554,7 @@ def change_diff(change: ChangeRequest, *, can_view_secrets: bool) -> list[CIDiff
         diffs = repo.diff(change.base_sha, change.head_sha)
     except GitError:
         return []
-    patterns = _patterns(repo, change.head_sha)
+    patterns = secret_patterns(repo, change.head_sha)
     grouped: dict[str, list[FileDiff]] = {}
     for diff in diffs:
         owner = layout.owning_ci(diff.path)
@@ -562,11 +563,6 @@ def change_diff(change: ChangeRequest, *, can_view_secrets: bool) -> list[CIDiff
             diff = mask_diff(diff, patterns)
         grouped.setdefault(key, []).append(diff)
     return [CIDiff(path, files) for path, files in sorted(grouped.items())]
-
-
-def _patterns(repo: ConfigRepo, sha: str) -> SecretPatterns:
-    entry = repo.entry(sha, ".cmdb-secrets")
-    return SecretPatterns(repo.read_blob(entry.sha).decode("utf-8", "replace")) if entry else SecretPatterns()
 
 
 def mask_diff(diff: FileDiff, patterns: SecretPatterns) -> FileDiff:
