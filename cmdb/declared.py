@@ -440,6 +440,13 @@ def _parse_machine_manifest(
                 errors.append(ManifestError(path, line("transport"), "transport \"local\" needs a root directory"))
         elif root_text.startswith("/"):
             root = Path(posixpath.normpath(root_text))
+            # Anyone who can push a branch writes manifests: a root anywhere on the worker's host would
+            # let a dry run read (and show diffs of) the portal's own files. Roots stay under the base.
+            if local_root_base is not None and not root.is_relative_to(Path(posixpath.normpath(str(local_root_base)))):
+                errors.append(ManifestError(path, line("root"),
+                                            f"root {root_text!r} is outside the portal's local root base "
+                                            "(CMDB_LOCAL_ROOT_BASE); use a path relative to it"))
+                root = None
         elif ".." in root_text.split("/"):
             errors.append(ManifestError(path, line("root"), f"relative root {root_text!r} must not contain '..'"))
         elif local_root_base is None:
@@ -468,20 +475,24 @@ def declared_configuration(
     machines: Iterable[str] | None = None,
     local_root_base: Path | None = None,
     secret_patterns: SecretPatterns | None = None,
+    entries: list[TreeEntry] | None = None,
 ) -> dict[str, MachineDeclaration]:
     """What the repository at ``sha`` declares, per machine path (``"production/web1"``), sorted.
 
     One ``ls_tree`` (the whole repository, or the one machine asked for) and one ``read_blobs`` for
     every manifest (and ``.cmdb-secrets`` unless ``secret_patterns`` is given). Machines asked for
     that do not exist at ``sha`` are absent from the result. A relative local ``root`` is resolved
-    against ``local_root_base``.
+    against ``local_root_base``; an absolute one must lie under it. ``entries`` is the whole tree at
+    ``sha`` when the caller has already listed it (the indexer), saving the ``ls_tree``.
     """
     commit = _commit(repo, sha)
     wanted = None if machines is None else {m.strip("/") for m in machines}
     if wanted is not None and not wanted:
         return {}
-    partial = wanted is not None and len(wanted) == 1
-    if partial:
+    partial = entries is None and wanted is not None and len(wanted) == 1
+    if entries is not None:
+        pass
+    elif partial:
         assert wanted is not None
         (only,) = wanted
         entries = repo.ls_tree(commit, only)
@@ -614,10 +625,18 @@ def _declare_app(
         )
 
 
-def manifest_errors(repo: ConfigRepo, sha: str, *, local_root_base: Path | None = None) -> list[ManifestError]:
+def manifest_errors(
+    repo: ConfigRepo,
+    sha: str,
+    *,
+    local_root_base: Path | None = None,
+    machines: Iterable[str] | None = None,
+    entries: list[TreeEntry] | None = None,
+) -> list[ManifestError]:
     """Every manifest problem in the repository at ``sha`` (for lint), sorted by file and line."""
     found: dict[ManifestError, None] = {}
-    for decl in declared_configuration(repo, sha, local_root_base=local_root_base).values():
+    decls = declared_configuration(repo, sha, local_root_base=local_root_base, machines=machines, entries=entries)
+    for decl in decls.values():
         for error in decl.errors:
             found[error] = None
     return sorted(found, key=lambda e: (e.path, e.line or 0, e.message))

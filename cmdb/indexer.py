@@ -19,9 +19,10 @@ from typing import NamedTuple
 from django.conf import settings
 from django.core.management.color import no_style
 from django.db import connection
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 
 from cmdb import layout, search
+from cmdb.declared import manifest_errors
 from cmdb.gitrepo import CommitInfo, ConfigRepo, TreeEntry, UnknownRevision
 from cmdb.models import Artifact, Commit, ConfigItem, LintWarning, SyncRun
 from cmdb.secrets import SECRETS_FILE, SecretPatterns, has_private_key, name_is_secret
@@ -116,7 +117,8 @@ def _index_full(repo: ConfigRepo, sha: str) -> int:
             cur.execute(f"DELETE FROM {connection.ops.quote_name(model._meta.db_table)}")  # noqa: S608
     search.clear()
     _write(sorted(contents.values(), key=lambda c: c.ref.depth), texts, wait_for_facts, last, patterns, existing={})
-    _recompute_duplicates(None)
+    _recompute_duplicates(None, refresh=False)
+    _lint_manifests(repo, sha, None, entries=entries)
     return len(entries)
 
 
@@ -157,7 +159,7 @@ def _index_incremental(repo: ConfigRepo, previous: str, sha: str, paths: list[st
 
     ids = [existing[p].pk for p in affected if p in existing]
     search.replace_documents([], delete_ids=ids)
-    LintWarning.objects.filter(ci_id__in=ids).exclude(code=Code.DUPLICATE).delete()
+    LintWarning.objects.filter(ci_id__in=ids).exclude(code__in=(Code.DUPLICATE, Code.MANIFEST)).delete()
     Artifact.objects.filter(ci_id__in=ids).delete()
     ConfigItem.objects.filter(path__in=gone).delete()
     for path in gone:
@@ -167,6 +169,26 @@ def _index_incremental(repo: ConfigRepo, previous: str, sha: str, paths: list[st
     new_shas = set(Artifact.objects.filter(ci__path__in=list(contents)).values_list("blob_sha", flat=True))
     _recompute_duplicates(old_shas | new_shas, written=set(ConfigItem.objects.filter(path__in=list(contents))
                                                              .values_list("pk", flat=True)))
+    _lint_manifests(repo, sha, _machines_touched(paths))
+
+
+def _machines_touched(paths: list[str]) -> set[str] | None:
+    """The machines whose declaration a change to ``paths`` may alter; None when it may be any machine.
+
+    A manifest's ``source`` may point into a ``_common/`` folder above the machine (or anywhere in the
+    repository), so a change outside machine directories re-checks every machine.
+    """
+    machines: set[str] = set()
+    for path in paths:
+        parts = path.split("/")
+        if len(parts) < 3:
+            if parts[-1] == "README.md" or layout.is_image(path):
+                continue  # documentation at root or environment level: no manifest can use it
+            return None
+        if layout.COMMON in parts[:2]:
+            return None
+        machines.add(f"{parts[0]}/{parts[1]}")
+    return machines
 
 
 def _group_by_ci(entries: Iterable[TreeEntry]) -> dict[str, _CIContent]:
@@ -466,7 +488,40 @@ def _lint_artifact(entry: TreeEntry, target: str, binary: bool, image: bool, fac
     return out
 
 
-def _recompute_duplicates(shas: set[str] | None, *, written: set[int] | None = None) -> None:
+def _lint_manifests(repo: ConfigRepo, sha: str, machines: set[str] | None, *,
+                    entries: list[TreeEntry] | None = None) -> None:
+    """Replace the manifest warnings of ``machines`` (every machine when None) with those at ``sha``.
+
+    Each problem is attached to the CI holding the file it names (the application or machine of a
+    ``manifest.toml``, the application of a ``files/`` entry), with the line in the message.
+    """
+    if machines is not None and not machines:
+        return
+    stale = LintWarning.objects.filter(code=Code.MANIFEST)
+    if machines is not None:
+        scope = Q()
+        for machine in machines:
+            scope |= Q(path__startswith=machine + "/")
+        stale = stale.filter(scope)
+    touched = set(stale.values_list("ci_id", flat=True))
+    stale.delete()
+    errors = manifest_errors(repo, sha, local_root_base=settings.CMDB_LOCAL_ROOT_BASE, machines=machines,
+                             entries=entries)
+    owners = {e: ref.path for e in errors if (ref := layout.owning_ci(e.path)) is not None}
+    ci_ids = dict(ConfigItem.objects.filter(path__in=set(owners.values())).values_list("path", "pk"))
+    rows = []
+    for error, ci_path in owners.items():
+        pk = ci_ids.get(ci_path)
+        if pk is None:
+            continue
+        where = f"line {error.line}: " if error.line else ""
+        rows.append((pk, error.path, Code.MANIFEST, Severity.ERROR, f"{where}{error.message}", ""))
+        touched.add(pk)
+    _insert(LintWarning, WARNING_FIELDS, rows)
+    _refresh_warning_counts(None if machines is None else touched)
+
+
+def _recompute_duplicates(shas: set[str] | None, *, written: set[int] | None = None, refresh: bool = True) -> None:
     """Warn on every artifact whose content also stands in another CI outside ``_common/``.
 
     ``shas`` limits the work to those contents (incremental sync); ``written`` are the CIs whose rows
@@ -506,7 +561,8 @@ def _recompute_duplicates(shas: set[str] | None, *, written: set[int] | None = N
                        f"consider moving it to {common}.")
             rows_out.append((ci_id, path, Code.DUPLICATE, Severity.WARNING, message, sha))
     _insert(LintWarning, WARNING_FIELDS, rows_out)
-    _refresh_warning_counts(None if shas is None else touched)
+    if refresh:
+        _refresh_warning_counts(None if shas is None else touched)
 
 
 def _common_for(ci_paths: list[str]) -> str:

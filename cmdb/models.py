@@ -141,6 +141,7 @@ class LintWarning(models.Model):
         PLAINTEXT_SECRET = "plaintext-secret", "Secret committed in plain text"
         DUPLICATE = "duplicate-artifact", "Same content in several CIs"
         SUBMODULE = "submodule", "Git submodule"
+        MANIFEST = "manifest", "Manifest problem"
 
     class Severity(models.TextChoices):
         INFO = "info"

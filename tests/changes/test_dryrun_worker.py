@@ -57,6 +57,18 @@ def celery_worker_on(redis_url):
         app.conf.update(saved)
         app._pool = None
         app.amqp._producer_pool = None
+        _drop_worker_connections()
+
+
+def _drop_worker_connections() -> None:
+    """The worker thread's database connection (opened to store task results) dies with the thread
+    unclosed; on PostgreSQL it would keep the test database busy and its teardown would fail."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
 
 def _wait(job, timeout: float = 90.0):

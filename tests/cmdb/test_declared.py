@@ -169,14 +169,14 @@ def test_machine_manifest_transports(work, tmp_path):
     for machine in ("ssh1", "local1", "local2", "manual1", "plain"):
         work.write(f"prod/{machine}/app/files/etc/motd", f"{machine}\n")
     work.write("prod/ssh1/manifest.toml", '[machine]\ntransport = "ssh"\nhost = "10.0.0.5"\nport = 2222\nuser = "deploy"\n')
-    work.write("prod/local1/manifest.toml", '[machine]\ntransport = "local"\nroot = "/srv/live/local1"\n')
+    work.write("prod/local1/manifest.toml", f'[machine]\ntransport = "local"\nroot = "{tmp_path}/out/abs/local1"\n')
     work.write("prod/local2/manifest.toml", '[machine]\ntransport = "local"\nroot = "live/prod/local2"\n')
     work.write("prod/manual1/manifest.toml", '[machine]\ntransport = "manual"\n')
     decls = declare(work, local_root_base=tmp_path / "out")
 
     assert not errors_of(decls)
     assert decls["prod/ssh1"].access == MachineAccess("ssh", host="10.0.0.5", port=2222, user="deploy")
-    assert decls["prod/local1"].access == MachineAccess("local", root=Path("/srv/live/local1"))
+    assert decls["prod/local1"].access == MachineAccess("local", root=tmp_path / "out" / "abs/local1")
     assert decls["prod/local2"].access == MachineAccess("local", root=tmp_path / "out" / "live/prod/local2")
     assert decls["prod/manual1"].access.transport == "manual"
     assert decls["prod/plain"].access == MachineAccess("manual")  # no manifest: manual
@@ -209,6 +209,20 @@ def test_machine_manifest_defaults_and_errors(work):
     assert (d_error.line, "CMDB_LOCAL_ROOT_BASE" in d_error.message) == (3, True)
     assert decls["prod/e"].errors == [ManifestError("prod/e/manifest.toml", 2, 'transport "ssh" needs a host')]
     assert [e.line for e in decls["prod/f"].errors] == [3]
+
+
+def test_absolute_local_root_must_stay_under_the_base(work, tmp_path):
+    work.write("prod/a/app/files/etc/x", "x")
+    work.write("prod/a/manifest.toml", '[machine]\ntransport = "local"\nroot = "/etc"\n')
+    work.write("prod/b/app/files/etc/x", "x")
+    work.write("prod/b/manifest.toml", f'[machine]\ntransport = "local"\nroot = "{tmp_path}/base/../elsewhere"\n')
+    decls = declare(work, local_root_base=tmp_path / "base")
+
+    [a_error] = decls["prod/a"].errors
+    assert (a_error.line, "outside" in a_error.message) == (3, True)
+    assert decls["prod/a"].access.transport == "manual" and not decls["prod/a"].ok
+    [b_error] = decls["prod/b"].errors  # ".." is normalised before the check
+    assert "outside" in b_error.message
 
 
 # --- manifest errors ---------------------------------------------------------------------------------------

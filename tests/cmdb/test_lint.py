@@ -155,3 +155,44 @@ def test_non_utf8_file_names_do_not_crash_indexing(synced):
     subprocess.run(["git", "add", "-A"], cwd=synced.path, check=True)
     sync(synced)
     assert Artifact.objects.filter(path__startswith="production/web1/nginx/caf").exists()
+
+
+def test_manifest_problems_are_lint_errors_on_the_ci_with_file_and_line(synced):
+    synced.write("production/web1/nginx/manifest.toml", '[[file]]\npath = "etc/relative.conf"\nmode = "0640"\n')
+    synced.write("production/web1/manifest.toml", '[machine]\ntransport = "telnet"\n')
+    sync(synced, "bad manifests")
+
+    [app] = LintWarning.objects.filter(code="manifest", path="production/web1/nginx/manifest.toml")
+    assert (app.ci.path, app.severity) == ("production/web1/nginx", "error")
+    assert app.message.startswith("line 2: ") and "absolute" in app.message
+    [machine] = LintWarning.objects.filter(code="manifest", path="production/web1/manifest.toml")
+    assert machine.ci.path == "production/web1" and "telnet" in machine.message
+    assert ConfigItem.objects.get(path="production/web1/nginx").warning_count >= 1
+
+    # Fixing the machine manifest in an incremental sync clears only its warning.
+    synced.write("production/web1/manifest.toml", '[machine]\ntransport = "manual"\n')
+    sync(synced, "fix machine manifest")
+    assert list(LintWarning.objects.filter(code="manifest").values_list("path", flat=True)) == [
+        "production/web1/nginx/manifest.toml"
+    ]
+
+
+def test_two_applications_declaring_one_target_is_a_lint_error(synced):
+    synced.write("production/web1/tuning/README.md", "# tuning\n")
+    synced.write("production/web1/tuning/files/etc/nginx/nginx.conf", "other\n")
+    sync(synced, "second owner")
+    [warning] = LintWarning.objects.filter(code="manifest")  # applications are read in name order
+    assert "/etc/nginx/nginx.conf is also declared by production/web1/nginx" in warning.message
+    assert warning.ci.path == "production/web1/tuning"
+
+
+def test_a_source_removed_from_common_is_flagged_on_the_next_sync(synced):
+    synced.write("production/_common/tls/chain.pem", "chain\n")
+    synced.write("production/web1/nginx/manifest.toml",
+                 '[[file]]\npath = "/etc/ssl/chain.pem"\nsource = "../../_common/tls/chain.pem"\n')
+    sync(synced, "use a common file")
+    assert not LintWarning.objects.filter(code="manifest").exists()
+    synced.remove("production/_common/tls/chain.pem")
+    sync(synced, "drop it")
+    [warning] = LintWarning.objects.filter(code="manifest")
+    assert "not a file in the repository" in warning.message
