@@ -101,6 +101,7 @@ class ImpactedCI(models.Model):
     class Reason(models.TextChoices):
         DIRECT = "direct"
         COMMON = "common", "depends on a changed _common folder"
+        REDEPLOY = "redeploy", "re-deploy what the repository declares"
 
     change = models.ForeignKey(ChangeRequest, on_delete=models.CASCADE, related_name="impacted")
     path = models.CharField(max_length=1000)

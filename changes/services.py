@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -178,6 +179,24 @@ def _branch_state(repo: ConfigRepo, branch: str) -> BranchState:
     return BranchState(head=head, base=base, main=main)
 
 
+def branch_push_new(*, acting_user, branch: str, files: Mapping[str, tuple[bytes, str]], message: str) -> str:
+    """Create ``branch`` on origin: one commit on top of main writing ``files`` (path -> (content, mode)).
+
+    Refused (BadBranch) when the branch already exists on origin; nothing is left behind on failure.
+    Returns the new head.
+    """
+    repo = fetch()
+    main = repo.resolve(f"refs/remotes/origin/{settings.CMDB_BRANCH}")
+    try:
+        sha = repo.commit_files(main, files, message=message, author=_author(acting_user))
+        repo.push(sha, branch, expect="")
+    except PushRejected as exc:
+        raise BadBranch(f"Cannot create branch {branch!r} on origin (does it exist already?): {exc}") from exc
+    except GitError as exc:
+        raise ChangeConflict(f"Cannot write the branch {branch!r}: {exc}") from exc
+    return sha
+
+
 def compute_impact(repo: ConfigRepo, base: str, head: str) -> dict:
     """Files changed between the merge base and the branch head, the CIs they belong to, and the
     CIs one level below every changed ``_common`` folder (they depend on it)."""
@@ -218,7 +237,23 @@ def _environments_of(impact: dict) -> list[str]:
     return sorted(envs)
 
 
+def _with_redeploy(impact: dict, redeploy: list[str]) -> dict:
+    """``impact`` plus the CIs named for re-deployment (kept across branch moves)."""
+    cis = {c["path"]: c for c in impact["cis"]}
+    for path in redeploy:
+        if path in cis:
+            continue
+        ref = layout.ci_for_dir(path)
+        parts = path.split("/")
+        cis[path] = {"path": path, "kind": ref.kind if ref else "", "environment": parts[0],
+                     "machine_path": "/".join(parts[:2]) if len(parts) >= 2 else "", "reason": "redeploy", "via": ""}
+    return {**impact, "cis": sorted(cis.values(), key=lambda c: c["path"]), "redeploy": redeploy}
+
+
 def _store_impact(change: ChangeRequest, state: BranchState, impact: dict) -> None:
+    redeploy = list((change.impact or {}).get("redeploy", []))
+    if redeploy:
+        impact = _with_redeploy(impact, redeploy)
     change.head_sha, change.base_sha, change.impact = state.head, state.base, impact
     change.branch_missing = False
     change.required_approvals = ApprovalPolicy.required_for(_environments_of(impact))
@@ -237,8 +272,13 @@ def _store_impact(change: ChangeRequest, state: BranchState, impact: dict) -> No
 
 def change_create(*, acting_user, branch: str, title: str, description: str = "", type: str = "normal",
                   risk: str = "medium", planned_start: datetime | None = None, planned_end: datetime | None = None,
-                  rollback_plan: str = "", watchers=()) -> ChangeRequest:
-    """Open a draft CR for ``branch`` (which must exist on origin and differ from main)."""
+                  rollback_plan: str = "", watchers=(), redeploy: Sequence[str] = ()) -> ChangeRequest:
+    """Open a draft CR for ``branch`` (which must exist on origin and differ from main).
+
+    ``redeploy`` names CIs the change acts on without changing their files (restoring what the
+    repository declares on a drifted machine): they are impacted, and the branch may then carry no
+    file change at all.
+    """
     if not permissions.can(acting_user, "create"):
         raise ChangeForbidden(permissions.denial("create"))
     if not title.strip():
@@ -248,10 +288,11 @@ def change_create(*, acting_user, branch: str, title: str, description: str = ""
     repo = fetch()
     state = _branch_state(repo, branch)
     impact = compute_impact(repo, state.base, state.head)
-    if not impact["files"]:
+    if not impact["files"] and not redeploy:
         raise BadBranch(f"Branch {branch!r} has no changes compared with {settings.CMDB_BRANCH}.")
     with transaction.atomic():
         change = ChangeRequest(
+            impact={"redeploy": sorted(set(redeploy))},
             title=title.strip(), description=description, type=type, risk=risk, planned_start=planned_start,
             planned_end=planned_end, rollback_plan=rollback_plan, requester=acting_user, branch=branch,
         )

@@ -39,6 +39,7 @@ __all__ = [
     "ManifestError",
     "declared_configuration",
     "declared_contents",
+    "is_machine_dir",
     "manifest_errors",
 ]
 
@@ -138,7 +139,8 @@ class _MachineScan:
     apps: dict[str, _AppScan] = field(default_factory=dict)
 
 
-def _is_machine_dir(env: str, machine: str) -> bool:
+def is_machine_dir(env: str, machine: str) -> bool:
+    """Whether ``env/machine`` is a machine directory (not tooling, not a ``_common`` folder)."""
     return not (env.startswith(".") or machine.startswith(".") or COMMON in (env, machine))
 
 
@@ -146,7 +148,7 @@ def _scan(entries: Iterable[TreeEntry], wanted: set[str] | None) -> dict[str, _M
     machines: dict[str, _MachineScan] = {}
     for entry in entries:
         parts = entry.path.split("/")
-        if len(parts) < 3 or not _is_machine_dir(parts[0], parts[1]):
+        if len(parts) < 3 or not is_machine_dir(parts[0], parts[1]):
             continue
         machine_path = f"{parts[0]}/{parts[1]}"
         if wanted is not None and machine_path not in wanted:
@@ -489,14 +491,14 @@ def declared_configuration(
     wanted = None if machines is None else {m.strip("/") for m in machines}
     if wanted is not None and not wanted:
         return {}
-    partial = entries is None and wanted is not None and len(wanted) == 1
-    if entries is not None:
-        pass
-    elif partial:
-        assert wanted is not None
-        (only,) = wanted
-        entries = repo.ls_tree(commit, only)
-    else:
+    partial = entries is None and wanted is not None
+    if entries is None and wanted is not None:
+        # Only the machines asked for, and the _common folders their manifests' sources usually
+        # name (anything else is looked up on demand): a batch of 50 machines of a 100,000-file
+        # repository lists a few hundred entries instead of all of them.
+        commons = {COMMON} | {f"{m.split('/', 1)[0]}/{COMMON}" for m in wanted}
+        entries = repo.ls_tree(commit, paths=sorted(wanted | commons))
+    elif entries is None:
         entries = repo.ls_tree(commit)
     index: dict[str, TreeEntry | None] = {entry.path: entry for entry in entries}
     scans = _scan(entries, wanted)
@@ -519,7 +521,7 @@ def declared_configuration(
     def lookup(path: str) -> TreeEntry | None:
         if path in index:
             return index[path]
-        if partial:  # a source outside the one machine listed
+        if partial:  # a source outside the machines listed
             found = repo.entry(commit, path)
             index[path] = found
             return found

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -116,6 +117,12 @@ def validate_rev(rev: str) -> str:
     if not rev or not _REV_RE.match(rev) or ".." in rev or rev.endswith(".lock"):
         raise UnknownRevision(f"Unknown revision {rev[:80]!r}.")
     return rev
+
+
+def _plain_path(path: str) -> bool:
+    """A relative path with no empty, ".", ".." or ".git" part: safe to write into a tree."""
+    parts = path.split("/")
+    return "\0" not in path and not any(p in ("", ".", "..") or p.lower() == ".git" for p in parts)
 
 
 class ConfigRepo:
@@ -252,6 +259,36 @@ class ConfigRepo:
             raise PushRejected(f"Origin refused the push to {branch}: {exc}") from exc
         self._run("update-ref", f"refs/remotes/origin/{branch}", sha)
 
+    def commit_files(self, parent: str, files: Mapping[str, tuple[bytes, str]], *, message: str,
+                     author: tuple[str, str]) -> str:
+        """A new commit on top of ``parent`` whose tree is ``parent``'s with ``files`` (path -> (content,
+        mode "100644"/"100755")) written; no work tree, no branch moved. ``files`` may be empty (a
+        commit that only records intent). Returns the new commit's sha."""
+        parent = self.resolve(parent)
+        env = {
+            **_base_env(),
+            "GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1],
+            "GIT_COMMITTER_NAME": author[0], "GIT_COMMITTER_EMAIL": author[1],
+        }
+        with tempfile.TemporaryDirectory(prefix="cmdb-index-") as tmp:
+            env["GIT_INDEX_FILE"] = str(Path(tmp) / "index")
+
+            def git(*args: str, input: bytes | None = None) -> str:
+                result = subprocess.run(["git", "-C", str(self.path), *args], input=input, capture_output=True,
+                                        timeout=self.timeout, check=False, env=env)
+                if result.returncode != 0:
+                    raise GitError(f"git {args[0]} failed: {_decode(result.stderr).strip()}")
+                return result.stdout.decode().strip()
+
+            git("read-tree", parent)
+            for path, (content, mode) in sorted(files.items()):
+                if mode not in ("100644", "100755") or not _plain_path(path):
+                    raise GitError(f"Cannot write {path!r} with mode {mode!r}.")
+                blob = git("hash-object", "-w", "--stdin", input=content)
+                git("update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}")
+            tree = git("write-tree")
+            return git("commit-tree", tree, "-p", parent, "-F", "-", input=message.encode())
+
     def create_tag(self, name: str, sha: str, *, message: str, author: tuple[str, str]) -> None:
         """An annotated tag, created locally and pushed to origin (refused if it exists)."""
         validate_rev(name)
@@ -281,15 +318,18 @@ class ConfigRepo:
         return [t for t in out.decode().splitlines() if t]
 
     # --- trees and blobs -------------------------------------------------------------------------------
-    def ls_tree(self, rev: str, path: str = "", *, recursive: bool = True) -> list[TreeEntry]:
-        """Entries of the tree at ``rev`` (below ``path``), with blob sizes; paths are repository-relative."""
+    def ls_tree(self, rev: str, path: str = "", *, recursive: bool = True,
+                paths: Sequence[str] = ()) -> list[TreeEntry]:
+        """Entries of the tree at ``rev`` (below ``path``, or below each of ``paths`` in one call), with
+        blob sizes; paths are repository-relative."""
         sha = self.resolve(rev) if not _SHA_RE.match(rev) else rev
         args = ["ls-tree", "-l", "-z", "--full-tree"]
         if recursive:
             args.append("-r")
         args.append(sha)
-        if path:
-            args += ["--", path.rstrip("/") + "/" if not recursive else path]
+        wanted = [path] if path else list(paths)
+        if wanted:
+            args += ["--", *(p.rstrip("/") + "/" if not recursive else p for p in wanted)]
         entries = []
         for record in self._run(*args).split(b"\0"):
             if not record:

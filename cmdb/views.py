@@ -226,7 +226,10 @@ def home(request: HttpRequest) -> HttpResponse:
         commits = [_commit_row(c) for c in services.recent_commits(RECENT_COMMITS)]
     except GitError as exc:
         commits, commit_error = [], str(exc)
+    from audits.queries import status_overview  # the status-accounting figures, stored per audit
+
     return render(request, "cmdb/home.html", {
+        "status": status_overview(),
         "change_control": _change_control_card(request.user),
         "counts": counts,
         "lint_rows": lint_rows,

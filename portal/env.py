@@ -62,6 +62,28 @@ def env_path(name: str, default: Path) -> Path:
     return path.resolve()
 
 
+CRONTAB_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+
+
+def env_crontab(name: str, default: str) -> dict[str, str]:
+    """A five-field crontab ("minute hour day-of-month month day-of-week"), as celery.schedules.crontab
+    keyword arguments; every field is checked by Celery's own parser."""
+    from celery.schedules import ParseException, crontab
+
+    raw = os.environ.get(name) or default
+    fields = raw.split()
+    if len(fields) != 5:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a crontab: five fields, e.g. '0 2 1 * *'.")
+    spec = dict(zip(CRONTAB_FIELDS, fields, strict=True))
+    try:
+        schedule = crontab(**spec)
+        # crontab parses lazily on some fields: touching each set makes a bad value fail here.
+        _ = (schedule.minute, schedule.hour, schedule.day_of_month, schedule.month_of_year, schedule.day_of_week)
+    except (ParseException, ValueError) as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a valid crontab: {exc}") from None
+    return spec
+
+
 def database_from_url(url: str) -> dict:
     """Turn ``postgres://user:pass@host:port/name`` into a Django DATABASES entry."""
     from urllib.parse import parse_qs, unquote, urlparse

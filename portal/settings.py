@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from portal.env import database_from_url, env_bool, env_int, env_list, env_path, env_str
+from portal.env import database_from_url, env_bool, env_crontab, env_int, env_list, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -44,6 +45,13 @@ CMDB_SSH_CONNECT_TIMEOUT = env_int("CMDB_SSH_CONNECT_TIMEOUT", 10, minimum=1)
 CMDB_SSH_COMMAND_TIMEOUT = env_int("CMDB_SSH_COMMAND_TIMEOUT", 60, minimum=1)
 # Base of the relative ``root`` of local machines (the demo points it at its source directory).
 CMDB_LOCAL_ROOT_BASE = env_path("CMDB_LOCAL_ROOT_BASE", CMDB_DATA_DIR)
+# Audits: the monthly full audit (crontab in TIME_ZONE), machines per task, time limits per task.
+CMDB_AUDIT_CRONTAB = env_crontab("CMDB_AUDIT_CRONTAB", "0 2 1 * *")
+CMDB_AUDIT_BATCH = env_int("CMDB_AUDIT_BATCH", 100, minimum=1)
+CMDB_AUDIT_SOFT_TIME_LIMIT = env_int("CMDB_AUDIT_SOFT_TIME_LIMIT", 600, minimum=10)
+CMDB_AUDIT_TIME_LIMIT = env_int("CMDB_AUDIT_TIME_LIMIT", max(660, CMDB_AUDIT_SOFT_TIME_LIMIT + 60), minimum=20)
+if CMDB_AUDIT_TIME_LIMIT <= CMDB_AUDIT_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured("CMDB_AUDIT_TIME_LIMIT must be greater than CMDB_AUDIT_SOFT_TIME_LIMIT.")
 CMDB_DRY_RUN_BATCH = env_int("CMDB_DRY_RUN_BATCH", 25, minimum=1)
 CMDB_DRY_RUN_SOFT_TIME_LIMIT = env_int("CMDB_DRY_RUN_SOFT_TIME_LIMIT", 300, minimum=10)
 CMDB_DRY_RUN_TIME_LIMIT = env_int("CMDB_DRY_RUN_TIME_LIMIT", max(360, CMDB_DRY_RUN_SOFT_TIME_LIMIT + 30), minimum=20)
@@ -188,7 +196,8 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "CM portal API",
     "DESCRIPTION": "Configuration items at any revision, lint, search and sync of the configuration "
-    "repository; change requests, votes, releases, baselines and the change record.",
+    "repository; change requests, votes, releases, baselines and the change record; dry runs; audits, "
+    "findings, manual checks and the status-accounting figures.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -200,6 +209,11 @@ SPECTACULAR_SETTINGS = {
         "ChangeStateEnum": "changes.models.ChangeRequest.State",
         "DryRunJobStateEnum": "changes.models.DryRunJob.State",
         "MachinePlanStatusEnum": "changes.models.MachinePlan.Status",
+        "AuditRunStateEnum": "audits.models.AuditRun.State",
+        "MachineResultStatusEnum": "audits.models.MachineResult.Status",
+        "FindingStateEnum": "audits.models.Finding.State",
+        "FindingKindEnum": "audits.models.Finding.Kind",
+        "ManualCheckStateEnum": "audits.models.ManualCheck.State",
     },
 }
 
@@ -238,6 +252,14 @@ CELERY_BEAT_SCHEDULE = {
     },
     "changes-dry-run-reap": {
         "task": "changes.tasks.dryrun_reap",
+        "schedule": 300.0,
+    },
+    "audits-monthly": {
+        "task": "audits.tasks.audit_scheduled",
+        "schedule": crontab(**CMDB_AUDIT_CRONTAB),
+    },
+    "audits-reap": {
+        "task": "audits.tasks.audit_reap",
         "schedule": 300.0,
     },
 }

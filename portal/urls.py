@@ -7,5 +7,6 @@ urlpatterns = [
     path("api/", include("portal.api_urls")),
     path("changes/", include("changes.urls")),
     path("jobs/", include("changes.urls_jobs")),
+    path("audits/", include("audits.urls")),
     path("", include("cmdb.urls")),
 ]

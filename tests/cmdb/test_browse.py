@@ -419,8 +419,10 @@ def test_banner_keeps_the_last_error_while_the_old_index_is_shown(synced, viewer
 # Session, user, the context processor's sync state, then the page's own queries.
 EXPECTED_QUERIES = {
     # + kinds, artifacts, lint summary, last run, environments, indexed sha (recent commits),
-    # change control: open CRs per state, the user's groups, open unauthorized commits and their count
-    "home": 11,
+    # change control: open CRs per state, the user's groups, open unauthorized commits and their count;
+    # status accounting (audits.queries.status_overview): machine statuses per environment, overdue
+    # checks, open CRs per environment, last runs' trend, last audit, last sync, open CRs, unauthorized
+    "home": 19,
     "environment": 12,  # + indexed sha, CI, children, artifacts, 2 permission lookups, warnings, 2 siblings
     "machine": 12,
     "application": 12,
@@ -460,7 +462,7 @@ def test_pages_cost_the_same_queries_for_3_or_60_machines(work_repo, viewer, cli
 
 def test_pinned_query_counts_on_the_standard_layout(synced, viewer, client_for, django_assert_num_queries):
     client = client_for(viewer)
-    for url, expected in ((reverse("cmdb:home"), 11), (ci_url("production"), 12), (ci_url("production/web1"), 12),
+    for url, expected in ((reverse("cmdb:home"), 19), (ci_url("production"), 12), (ci_url("production/web1"), 12),
                           (ci_url("production/web1/nginx"), 12), (reverse("cmdb:search") + "?q=nginx", 5)):
         client.get(url)  # READMEs are rendered and kept on first view
         with django_assert_num_queries(expected):

@@ -1,0 +1,634 @@
+"""Audits: the declared configuration on main compared with what is live, machine by machine.
+
+Every write is a keyword-only function here, in one transaction, recording who did it. Starting a
+run writes its row (the database refuses a second active run of one scope) and queues the dispatch
+task with ``transaction.on_commit``. Batches of machines are looked at through :mod:`cmdb.transport`
+(read only: audits never write to a machine) and compared with :func:`changes.planner.plan_machine`,
+the same comparison as a dry run of main. Each batch's results land in one transaction, so a worker
+killed mid-batch loses only that batch, which is redelivered (``acks_late``) or, when the run
+outlives its time limit, listed as not done on an incomplete run.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Q, Sum
+from django.utils import timezone
+
+from audits.models import AuditRun, Finding, MachineResult, MachineStatus, ManualCheck, percent
+from changes import permissions, planner
+from changes import services as change_services
+from changes.dryrun import MANUAL_REASON, ssh_settings
+from changes.models import ChangeRequest
+from cmdb import services as cmdb_services
+from cmdb.declared import MachineDeclaration, declared_configuration, is_machine_dir
+from cmdb.gitrepo import ConfigRepo, GitError, UnknownRevision
+from cmdb.indexer import secret_patterns
+from cmdb.transport import (
+    AuthenticationFailed,
+    HostKeyUnknown,
+    MachineSnapshot,
+    ManualMachine,
+    TransportError,
+    Unreachable,
+    stat_machines_parallel,
+)
+
+log = logging.getLogger(__name__)
+
+State = AuditRun.State
+Status = MachineResult.Status
+Kind = Finding.Kind
+FState = Finding.State
+
+
+class AuditError(Exception):
+    """Base of audit errors; ``str()`` is the message shown to users."""
+
+    status = 400
+
+
+class AuditForbidden(AuditError):
+    status = 403
+
+
+class AuditConflict(AuditError):
+    """Another run of the scope is active, or the finding was handled meanwhile."""
+
+    status = 409
+
+
+# --- who may do what ---------------------------------------------------------------------------------
+def can_start(user) -> bool:
+    return user.is_authenticated and user.is_staff
+
+
+def can_acknowledge(user) -> bool:
+    return user.is_authenticated and permissions.is_approver(user)
+
+
+def can_open_change(user) -> bool:
+    return user.is_authenticated and permissions.is_requester(user)
+
+
+def can_check(user) -> bool:
+    return user.is_authenticated and permissions.is_requester(user)
+
+
+# --- starting ------------------------------------------------------------------------------------------
+def _main_head(repo: ConfigRepo) -> str:
+    """main's head on origin now (fetched), or the clone's when origin cannot be reached."""
+    try:
+        repo.fetch(settings.CMDB_BRANCH)
+    except GitError as exc:
+        log.warning("audit: cannot fetch origin, auditing the clone's %s: %s", settings.CMDB_BRANCH, exc)
+    for candidate in (f"refs/remotes/origin/{settings.CMDB_BRANCH}", settings.CMDB_BRANCH):
+        try:
+            return repo.resolve(candidate)
+        except (UnknownRevision, GitError):
+            continue
+    raise AuditError(f"The repository has no {settings.CMDB_BRANCH} branch yet: sync it first.")
+
+
+def machines_in_scope(repo: ConfigRepo, sha: str, scope: str) -> list[str]:
+    """The machine paths (``env/machine``) under ``scope`` at ``sha``; AuditError for an unknown scope."""
+    scope = scope.strip().strip("/")
+    parts = scope.split("/") if scope else []
+    if len(parts) > 2 or any(p in ("", ".", "..") for p in parts):
+        raise AuditError(f"Not an audit scope: {scope!r} (use nothing, an environment, or environment/machine).")
+    envs = [e.path for e in repo.ls_tree(sha, recursive=False) if e.type == "tree"] if not parts else [parts[0]]
+    machines: list[str] = []
+    for env in envs:
+        for entry in repo.ls_tree(sha, env, recursive=False):
+            env_name, _, name = entry.path.partition("/")
+            if entry.type == "tree" and is_machine_dir(env_name, name):
+                machines.append(entry.path)
+    if len(parts) == 2:
+        machines = [m for m in machines if m == scope]
+    if parts and not machines:
+        raise AuditError(f"No machine under {scope!r} on {settings.CMDB_BRANCH}.")
+    return sorted(machines)
+
+
+def audit_start(*, acting_user=None, scope: str = "", trigger: str = AuditRun.Trigger.MANUAL) -> AuditRun:
+    """Queue an audit of ``scope`` ("" for everything). ``acting_user`` None: the monthly schedule."""
+    if acting_user is not None and not can_start(acting_user):
+        raise AuditForbidden("Only staff may start audits.")
+    scope = scope.strip().strip("/")
+    repo = cmdb_services.get_repo()
+    sha = _main_head(repo)
+    machines = machines_in_scope(repo, sha, scope)
+    try:
+        with transaction.atomic():
+            run = AuditRun.objects.create(scope=scope, trigger=trigger, requested_by=acting_user, main_sha=sha,
+                                          machines=machines, machines_total=len(machines))
+            run_id = run.pk
+            transaction.on_commit(lambda: _enqueue_dispatch(run_id))
+    except IntegrityError:
+        active = AuditRun.objects.filter(scope=scope, state__in=AuditRun.ACTIVE_STATES).first()
+        raise AuditConflict(
+            f"An audit of {scope or 'everything'} is already {active.state if active else 'active'}"
+            + (f" (#{active.pk})." if active else ".")
+        ) from None
+    log.info("audit %s of %s queued (%d machines, main %s)", run.pk, run.scope_label, len(machines), sha[:10])
+    return run
+
+
+def _enqueue_dispatch(run_id: int) -> None:
+    from audits import tasks
+
+    tasks.audit_dispatch.delay(run_id)
+
+
+def audit_scheduled() -> AuditRun | None:
+    """The monthly full audit (beat). Skipped, not failed, while another full audit is active."""
+    try:
+        return audit_start(scope="", trigger=AuditRun.Trigger.SCHEDULE)
+    except AuditConflict as exc:
+        log.warning("scheduled audit skipped: %s", exc)
+        return None
+
+
+# --- the work ------------------------------------------------------------------------------------------
+def batches(machines: list[str], size: int | None = None) -> list[list[str]]:
+    size = max(1, size or settings.CMDB_AUDIT_BATCH)
+    return [machines[i:i + size] for i in range(0, len(machines), size)]
+
+
+def audit_begin(*, run_id: int) -> list[list[str]]:
+    """Mark a queued run running; the batches of machines to look at ([] when there is nothing to do)."""
+    with transaction.atomic():
+        run = AuditRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.state != State.QUEUED:
+            return []
+        run.state, run.started_at = State.RUNNING, timezone.now()
+        run.save(update_fields=["state", "started_at"])
+        machines = list(run.machines)
+    if not machines:
+        _finish(run_id)
+        return []
+    return batches(machines)
+
+
+@dataclass
+class _Outcome:
+    """One machine's result before it is written."""
+
+    machine: str
+    status: str
+    reason: str = ""
+    findings: list[Finding] = field(default_factory=list)
+    files_total: int = 0
+    files_in_sync: int = 0
+    applications: dict[str, list[int]] = field(default_factory=dict)
+
+
+def audit_run_batch(*, run_id: int, machine_paths: list[str]) -> None:
+    """Audit a batch of machines and store their results in one transaction. Never writes to a machine."""
+    run = AuditRun.objects.filter(pk=run_id).first()
+    if run is None or run.state != State.RUNNING:
+        return
+    done = set(MachineResult.objects.filter(run_id=run_id, machine_path__in=machine_paths)
+               .values_list("machine_path", flat=True))
+    todo = [m for m in machine_paths if m not in done]  # a redelivered batch skips what is stored
+    if not todo:
+        _finish(run_id)
+        return
+    outcomes = _audit_machines(run.main_sha, todo)
+    _store(run, outcomes)
+    _finish(run_id)
+
+
+def _audit_machines(sha: str, machines: list[str]) -> list[_Outcome]:
+    try:
+        repo = cmdb_services.get_repo()
+        patterns = secret_patterns(repo, sha)
+        declared = declared_configuration(repo, sha, machines=machines, local_root_base=settings.CMDB_LOCAL_ROOT_BASE,
+                                          secret_patterns=patterns)
+    except GitError as exc:
+        return [_Outcome(m, Status.ERROR, f"Cannot read the repository: {exc}") for m in machines]
+
+    outcomes: list[_Outcome] = []
+    looked: dict[str, MachineDeclaration] = {}
+    for machine in machines:
+        decl = declared.get(machine)
+        if decl is None:
+            outcomes.append(_Outcome(machine, Status.ERROR, f"The machine is no longer on {settings.CMDB_BRANCH}."))
+        elif decl.errors:
+            outcomes.append(_Outcome(machine, Status.ERROR, "\n".join(str(e) for e in decl.errors)))
+        elif decl.access.transport == "manual":
+            outcomes.append(_Outcome(machine, Status.MANUAL, MANUAL_REASON))
+        else:
+            looked[machine] = decl
+    if not looked:
+        return outcomes
+
+    cache: dict[str, bytes] = {}  # blob sha -> content, shared by the machines of the batch
+
+    def read(name: str, files: dict) -> list[str]:  # live contents worth fetching: differing text files
+        return planner.paths_to_read(looked[name], files, _declared_bytes(repo, looked[name], files, cache))
+
+    snapshots = stat_machines_parallel({m: d.access for m, d in looked.items()}, {m: list(d.files) for m, d in looked.items()},
+                                       ssh_settings=ssh_settings(), read=read)
+    for machine, decl in looked.items():
+        result = snapshots.get(machine)
+        if isinstance(result, ManualMachine):
+            outcomes.append(_Outcome(machine, Status.MANUAL, MANUAL_REASON))
+        elif isinstance(result, (Unreachable, AuthenticationFailed, HostKeyUnknown)):
+            outcomes.append(_Outcome(machine, Status.UNREACHABLE, result.message))
+        elif isinstance(result, TransportError):
+            outcomes.append(_Outcome(machine, Status.ERROR, result.message))
+        elif isinstance(result, MachineSnapshot):
+            declared_bytes = _declared_bytes(repo, decl, result.files, cache)
+            actions = planner.plan_machine(decl, None, result.files, declared_bytes, result.contents)
+            outcomes.append(_compare(machine, actions, result))
+        else:  # pragma: no cover - stat_machines_parallel answers for every machine
+            outcomes.append(_Outcome(machine, Status.ERROR, "No answer for this machine."))
+    return outcomes
+
+
+def _declared_bytes(repo: ConfigRepo, decl: MachineDeclaration, live: dict, cache: dict[str, bytes]) -> dict[str, bytes]:
+    """Declared contents of the files present on the machine (their hash is compared with the live
+    one); files missing live need no content. Blobs are read once per batch."""
+    wanted = []
+    for target, f in decl.files.items():
+        lf = live.get(target)
+        if f.blob_sha in cache or lf is None or not lf.exists or lf.error:
+            continue
+        wanted.append(f.blob_sha)
+    if wanted:
+        cache.update(repo.read_blobs(wanted))
+    return {t: cache[f.blob_sha] for t, f in decl.files.items() if f.blob_sha in cache}
+
+
+def _compare(machine: str, actions: list[planner.FileAction], snapshot: MachineSnapshot) -> _Outcome:
+    """Turn a machine's plan against main into findings: one per file and kind of drift."""
+    env = machine.split("/", 1)[0]
+    outcome = _Outcome(machine, Status.COMPLIANT)
+    apps: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for a in actions:
+        apps[a.app_path][1] += 1
+        live = snapshot.files.get(a.target)
+        live_sha = (live.sha256 or "") if live is not None else ""
+        if a.action == "unchanged":
+            apps[a.app_path][0] += 1
+            continue
+        common = {"machine_path": machine, "environment": env, "app_path": a.app_path, "source_path": a.source_path,
+                  "target": a.target, "secret": a.secret, "live_sha256": live_sha}
+        if a.action == "create":
+            outcome.findings.append(Finding(kind=Kind.MISSING, **common,
+                                            fingerprint=Finding.fingerprint_of(machine, a.target, Kind.MISSING, "")))
+        elif a.action == "unreadable":
+            outcome.findings.append(Finding(kind=Kind.UNREADABLE, reason=a.reason, **common,
+                                            fingerprint=Finding.fingerprint_of(machine, a.target, Kind.UNREADABLE, a.reason)))
+        else:
+            if "content" in a.changes:
+                outcome.findings.append(Finding(kind=Kind.CONTENT, diff=a.diff, reason=a.reason, **common,
+                                                fingerprint=Finding.fingerprint_of(machine, a.target, Kind.CONTENT, live_sha)))
+            if "mode" in a.changes:
+                outcome.findings.append(Finding(kind=Kind.MODE, declared=a.declared_mode, live=a.live_mode, **common,
+                                                fingerprint=Finding.fingerprint_of(machine, a.target, Kind.MODE, a.live_mode)))
+            if "owner" in a.changes or "group" in a.changes:
+                declared = f"{a.declared_owner or '*'}:{a.declared_group or '*'}"
+                live_og = f"{a.live_owner}:{a.live_group}"
+                outcome.findings.append(Finding(kind=Kind.OWNER, declared=declared, live=live_og, **common,
+                                                fingerprint=Finding.fingerprint_of(machine, a.target, Kind.OWNER, live_og)))
+    outcome.files_total = len(actions)
+    outcome.files_in_sync = sum(good for good, _ in apps.values())
+    outcome.applications = dict(apps)
+    if outcome.findings:
+        outcome.status = Status.DRIFTED
+    return outcome
+
+
+def _carry_over(findings: list[Finding]) -> None:
+    """Findings of drift someone already handled keep that handling (see :class:`Finding`)."""
+    if not findings:
+        return
+    prints = {f.fingerprint for f in findings}
+    handled: dict[str, Finding] = {}
+    earlier = (Finding.objects.filter(fingerprint__in=prints).exclude(state=FState.OPEN)
+               .select_related("change").order_by("id"))
+    for old in earlier:
+        handled[old.fingerprint] = old  # the latest handling wins
+    for f in findings:
+        old = handled.get(f.fingerprint)
+        if old is None:
+            continue
+        if old.state in (FState.ADOPTED, FState.RESTORE) and (old.change is None or not old.change.is_open):
+            continue  # its change request ended and the drift is still there: it needs a new decision
+        f.state, f.note, f.handled_by_id, f.handled_at = old.state, old.note, old.handled_by_id, old.handled_at
+        f.change_id = old.change_id
+        f.carried_from = old.carried_from or old
+
+
+def _store(run: AuditRun, outcomes: list[_Outcome]) -> None:
+    """Write a batch's results, findings, manual checks and machine statuses in one transaction."""
+    now = timezone.now()
+    due = _next_month(timezone.localtime(run.created_at).date())
+    findings = [f for o in outcomes for f in o.findings]
+    with transaction.atomic():
+        _carry_over(findings)
+        results = []
+        for o in outcomes:
+            checked = o.status in (Status.COMPLIANT, Status.DRIFTED)
+            results.append(MachineResult(
+                run=run, machine_path=o.machine, environment=o.machine.split("/", 1)[0], status=o.status,
+                reason=o.reason, files_total=o.files_total, files_in_sync=o.files_in_sync,
+                compliance=percent(o.files_in_sync, o.files_total) if checked else None,
+                applications=o.applications, finished_at=now,
+            ))
+        try:
+            with transaction.atomic():
+                MachineResult.objects.bulk_create(results)
+        except IntegrityError:
+            return  # another delivery of this batch stored it first
+        by_machine = {r.machine_path: r for r in results}
+        if any(r.pk is None for r in results):  # backends without RETURNING on bulk inserts
+            by_machine = {r.machine_path: r for r in MachineResult.objects.filter(run=run, machine_path__in=list(by_machine))}
+        for o in outcomes:
+            for f in o.findings:
+                f.run, f.result = run, by_machine[o.machine]
+        Finding.objects.bulk_create(findings, batch_size=1000)
+        ManualCheck.objects.bulk_create([
+            ManualCheck(run=run, machine_path=o.machine, environment=o.machine.split("/", 1)[0], due=due)
+            for o in outcomes if o.status == Status.MANUAL
+        ])
+        open_counts = defaultdict(int)
+        for f in findings:
+            if f.state == FState.OPEN:
+                open_counts[f.result.machine_path] += 1
+        MachineStatus.objects.bulk_create(
+            [MachineStatus(machine_path=r.machine_path, environment=r.environment, last_result=r, last_audit_at=now,
+                           status=r.status, reason=r.reason[:2000], compliance=r.compliance,
+                           files_total=r.files_total, files_in_sync=r.files_in_sync,
+                           open_findings=open_counts[r.machine_path]) for r in by_machine.values()],
+            update_conflicts=True, unique_fields=["machine_path"],
+            update_fields=["environment", "last_result", "last_audit_at", "status", "reason", "compliance",
+                           "files_total", "files_in_sync", "open_findings"],
+        )
+        AuditRun.objects.filter(pk=run.pk).update(machines_done=F("machines_done") + len(results))
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def _finish(run_id: int) -> None:
+    """A running run whose machines are all stored succeeds: its figures are summed and mailed."""
+    with transaction.atomic():
+        run = AuditRun.objects.select_for_update().filter(pk=run_id, state=State.RUNNING).first()
+        if run is None or run.machines_done < run.machines_total:
+            return
+        _close(run, State.SUCCEEDED)
+
+
+def _close(run: AuditRun, state: str, *, error: str = "") -> None:
+    run.state, run.finished_at, run.error = state, timezone.now(), error
+    run.summary = summarize(run)
+    if state == State.INCOMPLETE:
+        done = set(run.results.values_list("machine_path", flat=True))
+        run.machines_missing = [m for m in run.machines if m not in done]
+    run.save(update_fields=["state", "finished_at", "error", "summary", "machines_missing"])
+    run_id = run.pk
+    transaction.on_commit(lambda: _mail_summary(run_id))
+
+
+def summarize(run: AuditRun) -> dict:
+    """Counts and compliance of a run, in total and per environment (stored on the run)."""
+    rows = (run.results.order_by().values("environment", "status")
+            .annotate(n=Count("id"), files=Sum("files_total"), good=Sum("files_in_sync")))
+    envs: dict[str, dict] = {}
+    total = {"machines": 0, "files": 0, "in_sync": 0, "statuses": {}}
+    for row in rows:
+        env = envs.setdefault(row["environment"], {"machines": 0, "files": 0, "in_sync": 0, "statuses": {}})
+        for bucket in (env, total):
+            bucket["machines"] += row["n"]
+            bucket["statuses"][row["status"]] = bucket["statuses"].get(row["status"], 0) + row["n"]
+            if row["status"] in (Status.COMPLIANT, Status.DRIFTED):
+                bucket["files"] += row["files"] or 0
+                bucket["in_sync"] += row["good"] or 0
+    findings = dict(run.findings.order_by().values_list("environment").annotate(n=Count("id")))
+    for env, bucket in envs.items():
+        bucket["compliance"] = percent(bucket["in_sync"], bucket["files"])
+        bucket["findings"] = findings.get(env, 0)
+    total["compliance"] = percent(total["in_sync"], total["files"])
+    total["findings"] = sum(findings.values())
+    return {**total, "environments": dict(sorted(envs.items()))}
+
+
+def audit_fail_machines(*, run_id: int, machine_paths: list[str], reason: str) -> None:
+    """A batch that timed out: its machines without a result get an error result."""
+    run = AuditRun.objects.filter(pk=run_id, state=State.RUNNING).first()
+    if run is None:
+        return
+    done = set(MachineResult.objects.filter(run_id=run_id, machine_path__in=machine_paths)
+               .values_list("machine_path", flat=True))
+    _store(run, [_Outcome(m, Status.ERROR, reason) for m in machine_paths if m not in done])
+    _finish(run_id)
+
+
+def audit_reap_stale() -> int:
+    """Runs left running (or queued) far longer than their batches may take lost their worker:
+    closed as incomplete, with the machines not done listed (what was stored is kept)."""
+    limit = timedelta(seconds=2 * settings.CMDB_AUDIT_TIME_LIMIT)
+    now = timezone.now()
+    stale = list(AuditRun.objects.filter(
+        Q(state=State.RUNNING, started_at__lt=now - limit) | Q(state=State.QUEUED, created_at__lt=now - 12 * limit)
+    ).values_list("pk", flat=True))
+    reaped = 0
+    for pk in stale:
+        with transaction.atomic():
+            run = AuditRun.objects.select_for_update().filter(pk=pk, state__in=AuditRun.ACTIVE_STATES).first()
+            if run is None:
+                continue
+            _close(run, State.INCOMPLETE, error="worker lost: no progress within the time limit")
+            reaped += 1
+    return reaped
+
+
+# --- findings ------------------------------------------------------------------------------------------
+def _locked_open(finding: Finding) -> Finding:
+    locked = Finding.objects.select_for_update().get(pk=finding.pk)
+    if locked.state != FState.OPEN:
+        raise AuditConflict(f"This finding is already {locked.get_state_display()}.")
+    return locked
+
+
+def _handled(finding: Finding, user, state: str, note: str, change: ChangeRequest | None = None) -> None:
+    finding.state, finding.note, finding.handled_by, finding.handled_at = state, note, user, timezone.now()
+    finding.change = change
+    finding.save(update_fields=["state", "note", "handled_by", "handled_at", "change"])
+    MachineStatus.objects.filter(last_result_id=finding.result_id, open_findings__gt=0).update(
+        open_findings=F("open_findings") - 1
+    )
+
+
+def finding_acknowledge(*, finding: Finding, acting_user, note: str) -> Finding:
+    """Accept a discrepancy as it is, saying why (approvers and staff)."""
+    if not can_acknowledge(acting_user):
+        raise AuditForbidden("Only approvers and staff may acknowledge findings.")
+    if not note.strip():
+        raise AuditError("Acknowledging a finding needs a note saying why.")
+    with transaction.atomic():
+        locked = _locked_open(finding)
+        _handled(locked, acting_user, FState.ACKNOWLEDGED, note.strip())
+    return locked
+
+
+_BRANCH_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _branch_for(kind: str, finding: Finding) -> str:
+    machine = _BRANCH_SAFE.sub("-", finding.machine_path.replace("/", "-")).strip("-.")[:80]
+    return f"audit/{kind}-{machine}-finding-{finding.pk}"
+
+
+def finding_adopt(*, finding: Finding, acting_user, note: str = "") -> Finding:
+    """Commit what is live into a new branch and open a change request with it (the repository then
+    matches reality once the change is approved and released). Content and mode drift only."""
+    if not can_open_change(acting_user):
+        raise AuditForbidden(permissions.denial("create"))
+    if finding.state != FState.OPEN:
+        raise AuditConflict(f"This finding is already {finding.get_state_display()}.")
+    files = _adopted_files(finding)
+    branch = _branch_for("adopt", finding)
+    what = "content" if finding.kind == Kind.CONTENT else f"mode {finding.live}"
+    message = (f"Adopt live {what} of {finding.target} on {finding.machine_path}\n\n"
+               f"Audit #{finding.run_id}, finding #{finding.pk}." + (f"\n\n{note.strip()}" if note.strip() else ""))
+    change_services.branch_push_new(acting_user=acting_user, branch=branch, files=files, message=message)
+    return _open_change(finding, acting_user, branch, FState.ADOPTED, note,
+                        title=f"Adopt live {what} of {finding.target} on {finding.machine_path}",
+                        description=message)
+
+
+def finding_restore(*, finding: Finding, acting_user, note: str = "") -> Finding:
+    """Open a change request recording the intent to re-deploy what the repository declares (its
+    branch carries one empty commit; its dry run shows what the re-deploy would do)."""
+    if not can_open_change(acting_user):
+        raise AuditForbidden(permissions.denial("create"))
+    if finding.state != FState.OPEN:
+        raise AuditConflict(f"This finding is already {finding.get_state_display()}.")
+    branch = _branch_for("restore", finding)
+    message = (f"Restore declared {finding.target} on {finding.machine_path} ({finding.get_kind_display()})\n\n"
+               f"Audit #{finding.run_id}, finding #{finding.pk}." + (f"\n\n{note.strip()}" if note.strip() else ""))
+    change_services.branch_push_new(acting_user=acting_user, branch=branch, files={}, message=message)
+    return _open_change(finding, acting_user, branch, FState.RESTORE, note,
+                        title=f"Restore declared {finding.target} on {finding.machine_path}", description=message,
+                        redeploy=[finding.app_path or finding.machine_path])
+
+
+def _open_change(finding: Finding, user, branch: str, state: str, note: str, *, title: str, description: str,
+                 redeploy: Iterable[str] = ()) -> Finding:
+    with transaction.atomic():
+        locked = _locked_open(finding)
+        change = change_services.change_create(acting_user=user, branch=branch, title=title[:200],
+                                               description=description, type=ChangeRequest.Type.NORMAL,
+                                               redeploy=list(redeploy))
+        _handled(locked, user, state, note.strip() or title, change)
+    return locked
+
+
+def _adopted_files(finding: Finding) -> dict[str, tuple[bytes, str]]:
+    """What to write into the repository for an adopt: the live content (read again now, and refused
+    if it moved since the audit) or the live mode, at the declaring source path."""
+    if finding.kind not in (Kind.CONTENT, Kind.MODE):
+        raise AuditError(f"Only content and mode drift can be adopted; for {finding.get_kind_display()} "
+                         "edit the repository in a branch, or restore the declared file.")
+    repo = cmdb_services.get_repo()
+    entry = repo.entry(finding.run.main_sha, finding.source_path) if finding.source_path else None
+    if entry is None or entry.type != "blob" or entry.is_symlink:
+        raise AuditError(f"{finding.source_path or finding.target} is not a regular file in the repository.")
+    if finding.kind == Kind.MODE:
+        if finding.live not in ("0644", "0755"):
+            raise AuditError(f"Git records only modes 0644 and 0755; declare mode {finding.live} in the "
+                             "application's manifest.toml instead.")
+        return {finding.source_path: (repo.read_blob(entry.sha), "100755" if finding.live == "0755" else "100644")}
+    declared = declared_configuration(repo, finding.run.main_sha, machines=[finding.machine_path],
+                                      local_root_base=settings.CMDB_LOCAL_ROOT_BASE).get(finding.machine_path)
+    if declared is None or declared.errors:
+        raise AuditError(f"{finding.machine_path} has no usable declaration on {finding.run.main_sha[:10]}.")
+    snapshot = stat_machines_parallel({finding.machine_path: declared.access}, {finding.machine_path: [finding.target]},
+                                      ssh_settings=ssh_settings(), read=lambda name, files: [finding.target])
+    result = snapshot[finding.machine_path]
+    if isinstance(result, TransportError):
+        raise AuditConflict(f"Cannot read {finding.target} on {finding.machine_path}: {result.message}")
+    live = result.files.get(finding.target)
+    content = result.contents.get(finding.target)
+    if live is None or content is None or live.sha256 != finding.live_sha256:
+        raise AuditConflict(f"{finding.target} on {finding.machine_path} changed since audit #{finding.run_id} "
+                            "(or cannot be read): run the audit again before adopting it.")
+    return {finding.source_path: (content, entry.mode)}
+
+
+# --- manual checks -------------------------------------------------------------------------------------
+def manual_check_record(*, check: ManualCheck, acting_user, state: str, note: str = "") -> ManualCheck:
+    """A person's verdict on a machine configured by hand: matches its README, or a discrepancy (with a note)."""
+    if not can_check(acting_user):
+        raise AuditForbidden("Only requesters, approvers and staff may record manual checks.")
+    if state not in (ManualCheck.State.MATCHES, ManualCheck.State.DISCREPANCY):
+        raise AuditError('A check is either "matches" or "discrepancy".')
+    if state == ManualCheck.State.DISCREPANCY and not note.strip():
+        raise AuditError("Describe the discrepancy in the note.")
+    with transaction.atomic():
+        locked = ManualCheck.objects.select_for_update().get(pk=check.pk)
+        if locked.state != ManualCheck.State.OPEN:
+            raise AuditConflict(f"This check was already recorded ({locked.state}).")
+        locked.state, locked.note = state, note.strip()
+        locked.checked_by, locked.checked_at = acting_user, timezone.now()
+        locked.save(update_fields=["state", "note", "checked_by", "checked_at"])
+    return locked
+
+
+# --- mail ----------------------------------------------------------------------------------------------
+def _mail_summary(run_id: int) -> None:
+    """The summary of a finished run to every active staff member with an address (once per run)."""
+    run = AuditRun.objects.get(pk=run_id)
+    if run.summary_mailed_at is not None:
+        return
+    recipients = sorted(set(get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="")
+                            .values_list("email", flat=True)))
+    if recipients:
+        send_mail(mail_subject(run), mail_body(run), None, recipients, fail_silently=False)
+    AuditRun.objects.filter(pk=run_id).update(summary_mailed_at=timezone.now())
+
+
+def mail_subject(run: AuditRun) -> str:
+    s = run.summary
+    compliance = "n/a" if s.get("compliance") is None else f"{s['compliance']}%"
+    statuses = s.get("statuses", {})
+    return (f"[CM portal] Audit #{run.pk} of {run.scope_label} {run.state}: {compliance} compliant, "
+            f"{statuses.get('drifted', 0)} drifted, {statuses.get('unreachable', 0)} unreachable")
+
+
+def mail_body(run: AuditRun) -> str:
+    s = run.summary
+    lines = [
+        f"Audit #{run.pk} of {run.scope_label} ({run.get_trigger_display()}), {run.state}.",
+        f"main at {run.main_sha[:10]}; {run.machines_done} of {run.machines_total} machines done.",
+        "",
+        f"{'environment':<20} {'compliance':>10} {'compliant':>9} {'drifted':>7} {'unreach.':>8} {'error':>5} "
+        f"{'manual':>6} {'findings':>8}",
+    ]
+    for env, e in s.get("environments", {}).items():
+        st = e["statuses"]
+        comp = "n/a" if e["compliance"] is None else f"{e['compliance']}%"
+        lines.append(f"{env[:20]:<20} {comp:>10} {st.get('compliant', 0):>9} {st.get('drifted', 0):>7} "
+                     f"{st.get('unreachable', 0):>8} {st.get('error', 0):>5} {st.get('manual', 0):>6} {e['findings']:>8}")
+    if run.machines_missing:
+        lines += ["", f"Not done ({len(run.machines_missing)}): " + ", ".join(run.machines_missing[:50])]
+    open_checks = run.manual_checks.filter(state=ManualCheck.State.OPEN).count()
+    if open_checks:
+        lines += ["", f"{open_checks} machine(s) configured by hand wait for a manual check this month."]
+    lines += ["", f"Details: {settings.CMDB_PUBLIC_URL.rstrip('/')}{run.get_absolute_url()}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,172 @@
+"""Browser pages of audits: runs, findings and what to do with them, manual checks, machine status.
+
+Every page needs a login (the project's middleware); every action checks its permission in the
+service and answers 403 when refused. Reads come from stored rows (see ``audits.queries``).
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpResponseForbidden
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from audits import forms, queries, services
+from audits.models import AuditRun, Finding, ManualCheck
+from changes.services import ChangeError
+from cmdb.browse import highlight_diff
+
+RUNS_PER_PAGE = 25
+FINDINGS_PER_PAGE = 50
+MACHINES_PER_PAGE = 50
+
+
+def _refused(request, exc: services.AuditError | ChangeError, back):
+    """403 for permission refusals; other refusals become a message on the page we came from."""
+    if exc.status == 403:
+        return HttpResponseForbidden(str(exc))
+    messages.error(request, str(exc))
+    return redirect(back)
+
+
+@require_GET
+def audit_list(request):
+    runs = AuditRun.objects.select_related("requested_by").only(
+        "id", "scope", "state", "trigger", "requested_by__username", "created_at", "finished_at", "summary",
+        "machines_done", "machines_total",
+    )
+    page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "audits/audit_list.html", {
+        "page": page,
+        "form": forms.AuditStartForm(),
+        "can_start": services.can_start(request.user),
+        "next_audit_at": queries.next_scheduled_audit(),
+        "crontab": _crontab_text(),
+    })
+
+
+def _crontab_text() -> str:
+    from django.conf import settings
+
+    return " ".join(settings.CMDB_AUDIT_CRONTAB[k] for k in ("minute", "hour", "day_of_month", "month_of_year",
+                                                             "day_of_week"))
+
+
+@require_POST
+def audit_start(request):
+    form = forms.AuditStartForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Invalid scope.")
+        return redirect("audits:audit_list")
+    try:
+        run = services.audit_start(acting_user=request.user, scope=form.cleaned_data["scope"],
+                                   trigger=AuditRun.Trigger.MANUAL)
+    except services.AuditError as exc:
+        return _refused(request, exc, "audits:audit_list")
+    messages.success(request, f"Audit #{run.pk} of {run.scope_label} queued ({run.machines_total} machines).")
+    return redirect(run)
+
+
+@require_GET
+def audit_detail(request, pk: int):
+    run = get_object_or_404(AuditRun.objects.select_related("requested_by"), pk=pk)
+    results = list(run.results.all())
+    by_result: dict[int, list[Finding]] = {}
+    for finding in run.findings.select_related("change", "handled_by"):
+        by_result.setdefault(finding.result_id, []).append(finding)
+    machines = [{"result": r, "findings": by_result.get(r.pk, [])} for r in results]
+    template = "audits/_audit_body.html" if request.htmx else "audits/audit_detail.html"
+    return render(request, template, {
+        "run": run,
+        "machines": machines,
+        "checks": list(run.manual_checks.select_related("checked_by")),
+        "environments": sorted(run.summary.get("environments", {}).items()),
+    })
+
+
+@require_GET
+def finding_list(request):
+    form = forms.FindingFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    qs = queries.findings(state=filters.get("state", ""), environment=filters.get("environment", ""),
+                          kind=filters.get("kind", ""), machine=filters.get("machine", ""),
+                          history=filters.get("history", False))
+    page = Paginator(qs.only("id", "run_id", "machine_path", "target", "kind", "state", "secret", "change_id",
+                             "app_path", "declared", "live"), FINDINGS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "audits/finding_list.html", {"page": page, "form": form})
+
+
+@require_GET
+def finding_detail(request, pk: int):
+    finding = get_object_or_404(Finding.objects.select_related("run", "change", "handled_by", "carried_from"), pk=pk)
+    user = request.user
+    return render(request, "audits/finding_detail.html", {
+        "finding": finding,
+        "diff_html": highlight_diff(finding.diff) if finding.diff and not finding.secret else "",
+        "can_acknowledge": finding.is_open and services.can_acknowledge(user),
+        "can_open_change": finding.is_open and services.can_open_change(user),
+        "can_adopt": finding.kind in (Finding.Kind.CONTENT, Finding.Kind.MODE),
+        "form": forms.FindingActionForm(),
+    })
+
+
+@require_POST
+def finding_act(request, pk: int):
+    finding = get_object_or_404(Finding.objects.select_related("run"), pk=pk)
+    form = forms.FindingActionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose an action.")
+        return redirect(finding)
+    action, note = form.cleaned_data["action"], form.cleaned_data["note"]
+    act = {"acknowledge": services.finding_acknowledge, "adopt": services.finding_adopt,
+           "restore": services.finding_restore}[action]
+    try:
+        finding = act(finding=finding, acting_user=request.user, note=note)
+    except (services.AuditError, ChangeError) as exc:
+        return _refused(request, exc, finding)
+    if finding.change_id:
+        messages.success(request, f"Change request #{finding.change_id} opened for this finding.")
+        return redirect(finding.change)
+    messages.success(request, "Finding acknowledged.")
+    return redirect(finding)
+
+
+@require_GET
+def check_list(request):
+    overdue_only = request.GET.get("overdue") == "1"
+    qs = queries.overdue_checks() if overdue_only else ManualCheck.objects.filter(state=ManualCheck.State.OPEN)
+    checks = qs.select_related("run").order_by("due", "machine_path")
+    page = Paginator(checks, MACHINES_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "audits/check_list.html", {
+        "page": page, "overdue_only": overdue_only, "form": forms.ManualCheckForm(),
+        "can_check": services.can_check(request.user),
+    })
+
+
+@require_POST
+def check_record(request, pk: int):
+    check = get_object_or_404(ManualCheck, pk=pk)
+    form = forms.ManualCheckForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose matches or discrepancy.")
+        return redirect("audits:check_list")
+    try:
+        services.manual_check_record(check=check, acting_user=request.user, state=form.cleaned_data["state"],
+                                     note=form.cleaned_data["note"])
+    except services.AuditError as exc:
+        return _refused(request, exc, "audits:check_list")
+    messages.success(request, f"Check of {check.machine_path} recorded.")
+    return redirect("audits:check_list")
+
+
+@require_GET
+def machinestatus_list(request):
+    form = forms.MachineFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    qs = queries.machine_statuses(environment=filters.get("environment", ""), status=filters.get("status", ""),
+                                  q=filters.get("q", ""))
+    page = Paginator(qs.select_related("last_result"), MACHINES_PER_PAGE).get_page(request.GET.get("page"))
+    trends = queries.machine_trends([m.machine_path for m in page.object_list])
+    rows = [{"status": m, "trend": trends.get(m.machine_path, [])} for m in page.object_list]
+    return render(request, "audits/machinestatus_list.html", {"page": page, "rows": rows, "form": form})
