@@ -550,6 +550,9 @@ def _adopted_files(finding: Finding) -> dict[str, tuple[bytes, str]]:
     if entry is None or entry.type != "blob" or entry.is_symlink:
         raise AuditError(f"{finding.source_path or finding.target} is not a regular file in the repository.")
     if finding.kind == Kind.MODE:
+        if finding.declared not in ("0644", "0755"):
+            raise AuditError(f"Mode {finding.declared} is declared in the application's manifest.toml; change it "
+                             "there in a branch (adopting writes only what Git records: 0644 or 0755).")
         if finding.live not in ("0644", "0755"):
             raise AuditError(f"Git records only modes 0644 and 0755; declare mode {finding.live} in the "
                              "application's manifest.toml instead.")

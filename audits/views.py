@@ -92,7 +92,7 @@ def finding_list(request):
     qs = queries.findings(state=filters.get("state", ""), environment=filters.get("environment", ""),
                           kind=filters.get("kind", ""), machine=filters.get("machine", ""),
                           history=filters.get("history", False))
-    page = Paginator(qs.only("id", "run_id", "machine_path", "target", "kind", "state", "secret", "change_id",
+    page = Paginator(qs.select_related(None).only("id", "run_id", "machine_path", "target", "kind", "state", "secret", "change_id",
                              "app_path", "declared", "live"), FINDINGS_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "audits/finding_list.html", {"page": page, "form": form})
 

@@ -17,6 +17,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import DefaultRouter
 
+from audits import api as audits_api
 from changes import api as changes_api
 from changes import api_jobs as changes_api_jobs
 from cmdb import api as cmdb_api
@@ -48,6 +49,7 @@ app_patterns: list = []
 app_patterns += cmdb_api.register(router)
 app_patterns += changes_api.register(router)
 app_patterns += changes_api_jobs.urlpatterns()
+app_patterns += audits_api.urlpatterns()
 
 urlpatterns = [
     *api_view_patterns(app_patterns),

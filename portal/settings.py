@@ -213,6 +213,7 @@ SPECTACULAR_SETTINGS = {
         "MachineResultStatusEnum": "audits.models.MachineResult.Status",
         "FindingStateEnum": "audits.models.Finding.State",
         "FindingKindEnum": "audits.models.Finding.Kind",
+        "ConfigItemKindEnum": "cmdb.models.ConfigItem.Kind",
         "ManualCheckStateEnum": "audits.models.ManualCheck.State",
     },
 }
