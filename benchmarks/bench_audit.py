@@ -481,12 +481,11 @@ def time_pages(user, requests: int, warmups: int) -> list[dict]:
 def profile_batch(sha: str, machines: list[str], top: int) -> dict:
     """``_audit_machines`` on one batch: plain (threads as in the worker), then under cProfile with
     ``run_in_executor`` run inline so that the local transport's work is in the profile."""
-    from audits import services
-
     import resource
 
     from django.db import transaction
 
+    from audits import services
     from audits.models import AuditRun, MachineStatus
 
     started = time.perf_counter()
@@ -533,12 +532,14 @@ def profile_batch(sha: str, machines: list[str], top: int) -> dict:
         profiled_s = time.perf_counter() - started
     finally:
         base.run_in_executor = original
+    stats = pstats.Stats(profiler)
+    spawns = sum(v[1] for k, v in stats.stats.items() if "fork_exec" in k[2])  # type: ignore[attr-defined]
     texts = {}
     for key in ("tottime", "cumulative"):
         buf = io.StringIO()
         pstats.Stats(profiler, stream=buf).strip_dirs().sort_stats(key).print_stats(top)
         texts[key] = buf.getvalue()
-    return {"machines": len(machines), "plain": plain, "profiled_s": profiled_s, "stats": texts}
+    return {"machines": len(machines), "plain": plain, "profiled_s": profiled_s, "subprocesses": spawns, "stats": texts}
 
 
 # ====================================================================================================
@@ -822,7 +823,7 @@ def report(results: dict, json_path: str | None) -> int:
               f"{q['wall_s']:.2f}s wall, {q['cpu_s']:.2f}s CPU in this process + {q['children_cpu_s']:.2f}s in git "
               f"children ({q['statuses']}); _store of its outcomes (scratch run) {q['store_s']:.2f}s, _finish check "
               f"{q['finish_check_s'] * 1000:.0f}ms; _audit_machines under cProfile with run_in_executor inline "
-              f"{p['profiled_s']:.2f}s")
+              f"{p['profiled_s']:.2f}s; {p['subprocesses']} subprocesses started for the batch")
         for key, text in p["stats"].items():
             print(f"--- top by {key} ---")
             body = text.split("\n")
