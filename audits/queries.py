@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import Any
 
 from celery.schedules import crontab
 from django.conf import settings
@@ -84,18 +85,19 @@ def status_overview() -> dict:
                 envs[name]["trend"].append({"run": run.pk, "at": run.created_at, "compliance": figures.get("compliance")})
     for env in envs.values():
         env["compliance"] = percent(env["in_sync"], env["files"])
-    total = {"machines": 0, "files": 0, "in_sync": 0, "open_findings": 0, "overdue_checks": 0, "statuses": defaultdict(int)}
+    statuses: dict[str, int] = defaultdict(int)
+    total: dict[str, Any] = {"machines": 0, "files": 0, "in_sync": 0, "open_findings": 0, "overdue_checks": 0}
     for env in envs.values():
         for key in ("machines", "files", "in_sync", "open_findings", "overdue_checks"):
             total[key] += env[key]
         for status, n in env["statuses"].items():
-            total["statuses"][status] += n
+            statuses[status] += n
     last_run = AuditRun.objects.order_by("-created_at", "-id").only(
         "id", "state", "scope", "created_at", "finished_at", "summary", "machines_done", "machines_total").first()
     last_sync = SyncRun.objects.order_by("-started_at").only("id", "status", "started_at", "finished_at", "to_sha").first()
     return {
         "environments": [envs[k] for k in sorted(envs)],
-        "total": {**total, "statuses": dict(total["statuses"]), "compliance": percent(total["in_sync"], total["files"])},
+        "total": {**total, "statuses": dict(statuses), "compliance": percent(total["in_sync"], total["files"])},
         "open_changes": ChangeRequest.objects.filter(state__in=ChangeRequest.OPEN_STATES).count(),
         "unauthorized_commits": UnauthorizedCommit.objects.filter(status=UnauthorizedCommit.Status.OPEN).count(),
         "last_audit": last_run,

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -322,9 +323,10 @@ def _carry_over(findings: list[Finding]) -> None:
     for old in earlier:
         handled[old.fingerprint] = old  # the latest handling wins
     for f in findings:
-        old = handled.get(f.fingerprint)
-        if old is None:
+        previous = handled.get(f.fingerprint)
+        if previous is None:
             continue
+        old = previous
         if old.state in (FState.ADOPTED, FState.RESTORE) and (old.change is None or not old.change.is_open):
             continue  # its change request ended and the drift is still there: it needs a new decision
         f.state, f.note, f.handled_by_id, f.handled_at = old.state, old.note, old.handled_by_id, old.handled_at
@@ -364,7 +366,7 @@ def _store(run: AuditRun, outcomes: list[_Outcome]) -> None:
             ManualCheck(run=run, machine_path=o.machine, environment=o.machine.split("/", 1)[0], due=due)
             for o in outcomes if o.status == Status.MANUAL
         ])
-        open_counts = defaultdict(int)
+        open_counts: dict[str, int] = defaultdict(int)
         for f in findings:
             if f.state == FState.OPEN:
                 open_counts[f.result.machine_path] += 1
@@ -408,8 +410,8 @@ def summarize(run: AuditRun) -> dict:
     """Counts and compliance of a run, in total and per environment (stored on the run)."""
     rows = (run.results.order_by().values("environment", "status")
             .annotate(n=Count("id"), files=Sum("files_total"), good=Sum("files_in_sync")))
-    envs: dict[str, dict] = {}
-    total = {"machines": 0, "files": 0, "in_sync": 0, "statuses": {}}
+    envs: dict[str, dict[str, Any]] = {}
+    total: dict[str, Any] = {"machines": 0, "files": 0, "in_sync": 0, "statuses": {}}
     for row in rows:
         env = envs.setdefault(row["environment"], {"machines": 0, "files": 0, "in_sync": 0, "statuses": {}})
         for bucket in (env, total):
@@ -419,9 +421,9 @@ def summarize(run: AuditRun) -> dict:
                 bucket["files"] += row["files"] or 0
                 bucket["in_sync"] += row["good"] or 0
     findings = dict(run.findings.order_by().values_list("environment").annotate(n=Count("id")))
-    for env, bucket in envs.items():
-        bucket["compliance"] = percent(bucket["in_sync"], bucket["files"])
-        bucket["findings"] = findings.get(env, 0)
+    for name, figures in envs.items():
+        figures["compliance"] = percent(figures["in_sync"], figures["files"])
+        figures["findings"] = findings.get(name, 0)
     total["compliance"] = percent(total["in_sync"], total["files"])
     total["findings"] = sum(findings.values())
     return {**total, "environments": dict(sorted(envs.items()))}
