@@ -234,10 +234,12 @@ def _audit_machines(sha: str, machines: list[str]) -> list[_Outcome]:
     if not looked:
         return outcomes
 
-    cache: dict[str, bytes] = {}  # blob sha -> content, shared by the machines of the batch
+    # Every declared blob of the batch through ONE `git cat-file --batch` (a process per machine cost
+    # more than the comparison itself); blobs are shared between machines (e.g. _common sources).
+    cache = repo.read_blobs({f.blob_sha for d in looked.values() for f in d.files.values()})
 
     def read(name: str, files: dict) -> list[str]:  # live contents worth fetching: differing text files
-        return planner.paths_to_read(looked[name], files, _declared_bytes(repo, looked[name], files, cache))
+        return planner.paths_to_read(looked[name], files, _declared_bytes(looked[name], cache))
 
     snapshots = stat_machines_parallel({m: d.access for m, d in looked.items()}, {m: list(d.files) for m, d in looked.items()},
                                        ssh_settings=ssh_settings(), read=read)
@@ -250,7 +252,7 @@ def _audit_machines(sha: str, machines: list[str]) -> list[_Outcome]:
         elif isinstance(result, TransportError):
             outcomes.append(_Outcome(machine, Status.ERROR, result.message))
         elif isinstance(result, MachineSnapshot):
-            declared_bytes = _declared_bytes(repo, decl, result.files, cache)
+            declared_bytes = _declared_bytes(decl, cache)
             actions = planner.plan_machine(decl, None, result.files, declared_bytes, result.contents)
             outcomes.append(_compare(machine, actions, result))
         else:  # pragma: no cover - stat_machines_parallel answers for every machine
@@ -258,18 +260,9 @@ def _audit_machines(sha: str, machines: list[str]) -> list[_Outcome]:
     return outcomes
 
 
-def _declared_bytes(repo: ConfigRepo, decl: MachineDeclaration, live: dict, cache: dict[str, bytes]) -> dict[str, bytes]:
-    """Declared contents of the files present on the machine (their hash is compared with the live
-    one); files missing live need no content. Blobs are read once per batch."""
-    wanted = []
-    for target, f in decl.files.items():
-        lf = live.get(target)
-        if f.blob_sha in cache or lf is None or not lf.exists or lf.error:
-            continue
-        wanted.append(f.blob_sha)
-    if wanted:
-        cache.update(repo.read_blobs(wanted))
-    return {t: cache[f.blob_sha] for t, f in decl.files.items() if f.blob_sha in cache}
+def _declared_bytes(decl: MachineDeclaration, blobs: dict[str, bytes]) -> dict[str, bytes]:
+    """The declared content of each of the machine's files, by target path."""
+    return {t: blobs[f.blob_sha] for t, f in decl.files.items() if f.blob_sha in blobs}
 
 
 def _compare(machine: str, actions: list[planner.FileAction], snapshot: MachineSnapshot) -> _Outcome:
