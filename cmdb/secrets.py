@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from functools import lru_cache
 
 SECRETS_FILE = ".cmdb-secrets"
 MASK = "•••••••• (secret: masked)"
@@ -23,7 +24,12 @@ def has_private_key(content: bytes | None) -> bool:
 
 
 def name_is_secret(path: str) -> bool:
-    name = posixpath.basename(path).lower()
+    return _name_is_secret(path.rpartition("/")[2])
+
+
+@lru_cache(maxsize=8192)
+def _name_is_secret(name: str) -> bool:
+    name = name.lower()
     return name in _SECRET_NAMES or posixpath.splitext(name)[1] in _SECRET_EXTENSIONS
 
 

@@ -248,12 +248,27 @@ class LocalTransport:
             raise
         return stack, parts[-1]
 
-    def _look(self, path: str, *, read: bool, max_bytes: int) -> tuple[LiveFile, bytes | None]:
+    def _dir_of(self, path: str, dirs: dict[str, int] | None) -> tuple[int, str, bool]:
+        """(handle of the parent directory, last name, whether the caller must close the handle);
+        with ``dirs``, a parent resolved once serves every file in it (closed by the caller of _look)."""
+        key, _, last = path.rpartition("/")
+        if dirs is not None and key in dirs:
+            return dirs[key], last, False
+        stack, name = self._parent(path)
+        for fd in stack[:-1]:
+            os.close(fd)
+        if dirs is not None:
+            dirs[key] = stack[-1]
+            return stack[-1], name, False
+        return stack[-1], name, True
+
+    def _look(self, path: str, *, read: bool, max_bytes: int,
+              dirs: dict[str, int] | None = None) -> tuple[LiveFile, bytes | None]:
         problem = _check_path(path)
         if problem:
             return LiveFile(path, False, error=problem), None
         try:
-            stack, name = self._parent(path)
+            parent, name, owned = self._dir_of(path, dirs)
         except _Refused as exc:
             return LiveFile(path, exc.exists, error=exc.reason), None
         except FileNotFoundError:
@@ -262,7 +277,6 @@ class LocalTransport:
             return LiveFile(path, False, error="permission denied (cannot look up the path)"), None
         except OSError as exc:
             return LiveFile(path, False, error=exc.strerror or str(exc)), None
-        parent = stack[-1]
         try:
             try:
                 st = os.stat(name, dir_fd=parent, follow_symlinks=False)
@@ -307,18 +321,28 @@ class LocalTransport:
                     data = None
                 return LiveFile(path, True, sha256=digest.hexdigest(), **meta), data
         finally:
-            for fd in stack:
-                os.close(fd)
+            if owned:
+                os.close(parent)
 
     def stat_many(self, paths: Iterable[str]) -> dict[str, LiveFile]:
-        return {p: self._look(p, read=False, max_bytes=0)[0] for p in dict.fromkeys(paths)}
+        dirs: dict[str, int] = {}
+        try:
+            return {p: self._look(p, read=False, max_bytes=0, dirs=dirs)[0] for p in dict.fromkeys(paths)}
+        finally:
+            for fd in dirs.values():
+                os.close(fd)
 
     def read_many(self, paths: Iterable[str], *, max_bytes: int = DEFAULT_MAX_READ_BYTES) -> dict[str, bytes]:
         out: dict[str, bytes] = {}
-        for p in dict.fromkeys(paths):
-            data = self._look(p, read=True, max_bytes=max_bytes)[1]
-            if data is not None:
-                out[p] = data
+        dirs: dict[str, int] = {}
+        try:
+            for p in dict.fromkeys(paths):
+                data = self._look(p, read=True, max_bytes=max_bytes, dirs=dirs)[1]
+                if data is not None:
+                    out[p] = data
+        finally:
+            for fd in dirs.values():
+                os.close(fd)
         return out
 
 
