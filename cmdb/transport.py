@@ -859,18 +859,6 @@ def stat_machines_parallel(
         try:
             if access.transport == "manual":
                 return _manual(access)
-            if access.transport == "local":
-                if access.root is None:
-                    return TransportError("The machine manifest names no local root.")
-                root = access.root
-
-                def local() -> MachineSnapshot:
-                    transport = LocalTransport(root)
-                    files = transport.stat_many(paths)
-                    wanted = list(read(name, files)) if read else []
-                    return MachineSnapshot(files, transport.read_many(wanted, max_bytes=max_bytes) if wanted else {})
-
-                return await asyncio.get_running_loop().run_in_executor(None, local)
             if access.transport != "ssh":
                 return TransportError(f"Unknown transport {access.transport!r}.")
             if isinstance(identity, TransportError):
@@ -890,19 +878,35 @@ def stat_machines_parallel(
         except TransportError as exc:
             return exc
 
+    def local(name: str) -> MachineSnapshot | TransportError:
+        root = accesses[name].root
+        if root is None:
+            return TransportError("The machine manifest names no local root.")
+        try:
+            transport = LocalTransport(root)
+            files = transport.stat_many(list(paths_by_machine.get(name, ())))
+            wanted = list(read(name, files)) if read else []
+            return MachineSnapshot(files, transport.read_many(wanted, max_bytes=max_bytes) if wanted else {})
+        except TransportError as exc:
+            return exc
+
+    remote = [n for n in names if accesses[n].transport != "local"]
+    local_names = [n for n in names if accesses[n].transport == "local"]
+
     async def everything() -> dict[str, MachineSnapshot | TransportError]:
         limit = asyncio.Semaphore(max(1, concurrency))
-        results = await asyncio.gather(*(one(n, limit) for n in names))
-        return dict(zip(names, results, strict=True))
+        results = await asyncio.gather(*(one(n, limit) for n in remote))
+        return dict(zip(remote, results, strict=True))
 
-    return _run_sync(everything())
-
-
-def _run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
-    """``asyncio.run`` in this thread, or in a helper thread when this one already runs a loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+    # Local machines are read in this thread, one after the other (threads would only fight over the
+    # GIL: the work is short system calls and hashing); SSH machines wait on the network in an event
+    # loop in a helper thread meanwhile.
+    out: dict[str, MachineSnapshot | TransportError] = {}
+    if not remote:
+        out.update((n, local(n)) for n in local_names)
+    else:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(asyncio.run, everything())
+            out.update((n, local(n)) for n in local_names)
+            out.update(pending.result())
+    return {n: out[n] for n in names}
