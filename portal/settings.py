@@ -47,7 +47,7 @@ CMDB_SSH_COMMAND_TIMEOUT = env_int("CMDB_SSH_COMMAND_TIMEOUT", 60, minimum=1)
 CMDB_LOCAL_ROOT_BASE = env_path("CMDB_LOCAL_ROOT_BASE", CMDB_DATA_DIR)
 # Audits: the monthly full audit (crontab in TIME_ZONE), machines per task, time limits per task.
 CMDB_AUDIT_CRONTAB = env_crontab("CMDB_AUDIT_CRONTAB", "0 2 1 * *")
-CMDB_AUDIT_BATCH = env_int("CMDB_AUDIT_BATCH", 100, minimum=1)
+CMDB_AUDIT_BATCH = env_int("CMDB_AUDIT_BATCH", 250, minimum=1)
 CMDB_AUDIT_SOFT_TIME_LIMIT = env_int("CMDB_AUDIT_SOFT_TIME_LIMIT", 600, minimum=10)
 CMDB_AUDIT_TIME_LIMIT = env_int("CMDB_AUDIT_TIME_LIMIT", max(660, CMDB_AUDIT_SOFT_TIME_LIMIT + 60), minimum=20)
 if CMDB_AUDIT_TIME_LIMIT <= CMDB_AUDIT_SOFT_TIME_LIMIT:
