@@ -33,12 +33,12 @@ What it does, in a temporary directory (removed at exit with every process it st
    are rsync over the same sshd and ``sha256sum`` run through one ssh connection;
 6. home page: a year of monthly history (12 succeeded runs with summaries, one MachineResult per
    machine and run, their findings) is bulk-inserted behind the real run, then ``GET /`` (and
-   ``/audits/status/``, ``/api/status/`` when those URLs exist) with the test ``Client`` as a staff
+   ``/api/status/`` and ``/audits/machines/``) with the test ``Client`` as a staff
    user: warm-ups, one request under ``CaptureQueriesContext``, then ``--requests`` timed ones.
 
 When the local audit misses its target (or with ``--profile``), one batch of ``CMDB_AUDIT_BATCH``
 machines is audited again in-process with ``audits.services._audit_machines``: once plain, once under
-cProfile with ``run_in_executor`` made synchronous (so the local transport's threads are profiled too).
+cProfile (``run_in_executor`` is also made synchronous, for transports that use threads).
 
 Exit status 0 when every target is met, 1 otherwise.
 """
@@ -482,7 +482,7 @@ def time_pages(user, requests: int, warmups: int, extra_urls: Iterable[str] = ()
     client = Client(raise_request_exception=True)
     client.force_login(user)
     out = []
-    for url in ("/", "/audits/status/", "/api/status/", *extra_urls):
+    for url in ("/", "/api/status/", "/audits/machines/", *extra_urls):
         row: dict = {"url": url}
         try:
             resolve(url)
