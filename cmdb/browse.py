@@ -21,10 +21,10 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer, TextLexer, get_lexer_for_filename
 from pygments.util import ClassNotFound
 
-from cmdb import services
+from cmdb import indexer, services
 from cmdb.gitrepo import FileDiff, GitError
 from cmdb.markdown import sanitize
-from cmdb.secrets import MASK, SECRETS_FILE, SecretPatterns, has_private_key, mask_text, name_is_secret
+from cmdb.secrets import MASK, SecretPatterns, has_private_key, mask_text, name_is_secret
 
 # Above these sizes, text is shown without syntax colouring (Pygments' lexers are slow on megabytes).
 HIGHLIGHT_MAX_CHARS = 200_000
@@ -158,8 +158,7 @@ def secret_patterns_at(rev: str | None) -> SecretPatterns:
     """The ``.cmdb-secrets`` globs of one revision (none when the file is absent)."""
     if rev is None:
         return SecretPatterns()
-    blob = services.blob_at(SECRETS_FILE, rev)
-    return SecretPatterns(decode_text(blob.content)) if blob is not None else SecretPatterns()
+    return indexer.secret_patterns(services.get_repo(), rev)  # straight from Git: no database query
 
 
 def _blob_shas(diff: FileDiff) -> list[str]:
