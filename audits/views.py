@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import Case, Count, IntegerField, Value, When
 from django.http import HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from audits import forms, queries, services
-from audits.models import AuditRun, Finding, ManualCheck
+from audits.models import AuditRun, Finding, MachineResult, ManualCheck
 from changes.services import ChangeError
 from cmdb.browse import highlight_diff
 
 RUNS_PER_PAGE = 25
+RESULTS_PER_PAGE = 100
+ATTENTION_ORDER = ("drifted", "unreachable", "error", "manual", "compliant")
 FINDINGS_PER_PAGE = 50
 MACHINES_PER_PAGE = 50
 
@@ -71,14 +74,27 @@ def audit_start(request):
 @require_GET
 def audit_detail(request, pk: int):
     run = get_object_or_404(AuditRun.objects.select_related("requested_by"), pk=pk)
-    results = list(run.results.all())
+    # A full audit has thousands of machines: paginated, the machines that need attention first,
+    # filterable by status.
+    counts = dict(run.results.order_by().values_list("status").annotate(n=Count("id")))
+    status = request.GET.get("status") or ""
+    if status not in MachineResult.Status.values:
+        status = ""
+    results = run.results.filter(status=status) if status else run.results.all()
+    results = results.annotate(rank=Case(*(When(status=s, then=Value(i)) for i, s in enumerate(ATTENTION_ORDER)),
+                                         default=Value(len(ATTENTION_ORDER)), output_field=IntegerField()))
+    results = results.order_by("rank", "machine_path")
+    page = Paginator(results, RESULTS_PER_PAGE).get_page(request.GET.get("page"))
     by_result: dict[int, list[Finding]] = {}
-    for finding in run.findings.select_related("change", "handled_by"):
+    for finding in Finding.objects.filter(result__in=list(page.object_list)).select_related("change", "handled_by"):
         by_result.setdefault(finding.result_id, []).append(finding)
-    machines = [{"result": r, "findings": by_result.get(r.pk, [])} for r in results]
+    machines = [{"result": r, "findings": by_result.get(r.pk, [])} for r in page.object_list]
     template = "audits/_audit_body.html" if request.htmx else "audits/audit_detail.html"
     return render(request, template, {
         "run": run,
+        "page": page,
+        "status": status,
+        "status_tabs": [(s, counts.get(s, 0)) for s in MachineResult.Status.values],
         "machines": machines,
         "checks": list(run.manual_checks.select_related("checked_by")),
         "environments": sorted(run.summary.get("environments", {}).items()),

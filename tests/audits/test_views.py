@@ -135,3 +135,16 @@ def test_machine_list_filters_and_costs_a_fixed_number_of_queries(audit_env, aud
     web1 = next(r for r in response.context["rows"] if r["status"].machine_path == "prod/web1")
     assert web1["trend"] == [40.0, 40.0, 40.0]
     assert Finding.objects.filter(machine_path="prod/web1").count() == 15
+
+
+def test_the_run_page_lists_machines_needing_attention_first_and_filters_by_status(audited, viewer, client_for,
+                                                                                   django_assert_max_num_queries):
+    client = client_for(viewer)
+    url = reverse("audits:audit_detail", args=[audited.pk])
+    with django_assert_max_num_queries(9):
+        page = client.get(url)
+    order = [m["result"].status for m in page.context["machines"]]
+    assert order == ["drifted", "drifted", "drifted", "unreachable", "error", "manual", "compliant"]
+    only = client.get(url + "?status=unreachable")
+    assert [m["result"].machine_path for m in only.context["machines"]] == ["prod/ssh1"]
+    assert client.get(url + "?status=bogus").context["status"] == ""
