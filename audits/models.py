@@ -196,6 +196,28 @@ class Finding(models.Model):
     def is_open(self) -> bool:
         return self.state == self.State.OPEN
 
+    GIT_MODES = ("0644", "0755")
+
+    @property
+    def adopt_refusal(self) -> str:
+        """Why "adopt live" cannot apply to this finding ("" when it can): Git holds file contents
+        and the modes 0644/0755; anything else is a manifest edit for a person, and a secret is never
+        copied from a machine into the repository (it may be stored encrypted there)."""
+        if self.kind not in (self.Kind.CONTENT, self.Kind.MODE):
+            return (f"Only content and mode drift can be adopted; for {self.get_kind_display()} edit the "
+                    "repository in a branch, or restore the declared file.")
+        if self.secret:
+            return ("A secret is never copied from a machine into the repository; store it the way the "
+                    "repository keeps secrets (e.g. encrypted) in a branch of your own.")
+        if self.kind == self.Kind.MODE:
+            if self.declared not in self.GIT_MODES:
+                return (f"Mode {self.declared} is declared in the application's manifest.toml; change it there "
+                        "in a branch (adopting writes only what Git records: 0644 or 0755).")
+            if self.live not in self.GIT_MODES:
+                return (f"Git records only modes 0644 and 0755; declare mode {self.live} in the application's "
+                        "manifest.toml instead.")
+        return ""
+
 
 class ManualCheck(models.Model):
     """A person's check of a machine configured by hand, created by each run that covers it."""

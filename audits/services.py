@@ -537,20 +537,14 @@ def _open_change(finding: Finding, user, branch: str, state: str, note: str, *, 
 def _adopted_files(finding: Finding) -> dict[str, tuple[bytes, str]]:
     """What to write into the repository for an adopt: the live content (read again now, and refused
     if it moved since the audit) or the live mode, at the declaring source path."""
-    if finding.kind not in (Kind.CONTENT, Kind.MODE):
-        raise AuditError(f"Only content and mode drift can be adopted; for {finding.get_kind_display()} "
-                         "edit the repository in a branch, or restore the declared file.")
+    refusal = finding.adopt_refusal
+    if refusal:
+        raise AuditError(refusal)
     repo = cmdb_services.get_repo()
     entry = repo.entry(finding.run.main_sha, finding.source_path) if finding.source_path else None
     if entry is None or entry.type != "blob" or entry.is_symlink:
         raise AuditError(f"{finding.source_path or finding.target} is not a regular file in the repository.")
     if finding.kind == Kind.MODE:
-        if finding.declared not in ("0644", "0755"):
-            raise AuditError(f"Mode {finding.declared} is declared in the application's manifest.toml; change it "
-                             "there in a branch (adopting writes only what Git records: 0644 or 0755).")
-        if finding.live not in ("0644", "0755"):
-            raise AuditError(f"Git records only modes 0644 and 0755; declare mode {finding.live} in the "
-                             "application's manifest.toml instead.")
         return {finding.source_path: (repo.read_blob(entry.sha), "100755" if finding.live == "0755" else "100644")}
     declared = declared_configuration(repo, finding.run.main_sha, machines=[finding.machine_path],
                                       local_root_base=settings.CMDB_LOCAL_ROOT_BASE).get(finding.machine_path)

@@ -6,6 +6,7 @@ service and answers 403 when refused. Reads come from stored rows (see ``audits.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Case, Count, IntegerField, Value, When
@@ -46,12 +47,11 @@ def audit_list(request):
         "can_start": services.can_start(request.user),
         "next_audit_at": queries.next_scheduled_audit(),
         "crontab": _crontab_text(),
+        "time_zone": settings.TIME_ZONE,
     })
 
 
 def _crontab_text() -> str:
-    from django.conf import settings
-
     return " ".join(settings.CMDB_AUDIT_CRONTAB[k] for k in ("minute", "hour", "day_of_month", "month_of_year",
                                                              "day_of_week"))
 
@@ -122,7 +122,7 @@ def finding_detail(request, pk: int):
         "diff_html": highlight_diff(finding.diff) if finding.diff and not finding.secret else "",
         "can_acknowledge": finding.is_open and services.can_acknowledge(user),
         "can_open_change": finding.is_open and services.can_open_change(user),
-        "can_adopt": finding.kind in (Finding.Kind.CONTENT, Finding.Kind.MODE),
+        "adopt_refusal": finding.adopt_refusal,
         "form": forms.FindingActionForm(),
     })
 

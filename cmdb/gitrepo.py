@@ -8,7 +8,9 @@ straight from the object database, at any revision, without a work tree.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -103,8 +105,6 @@ class FileDiff:
 
 
 def _base_env() -> dict[str, str]:
-    import os
-
     return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
 
 
@@ -144,10 +144,21 @@ class ConfigRepo:
         if not url:
             raise RepositoryUnavailable("No origin repository configured (set CMDB_REPO_URL).")
         if not (path / "HEAD").exists():
-            path.mkdir(parents=True, exist_ok=True)
-            repo = git.Repo.init(path, bare=True)
-            repo.create_remote("origin", url)
-            repo.close()
+            # Built aside and renamed into place: two processes creating the clone at once (two web
+            # workers on a fresh deployment) must not both write into one directory.
+            path.parent.mkdir(parents=True, exist_ok=True)
+            scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+            try:
+                repo = git.Repo.init(scratch, bare=True)
+                repo.create_remote("origin", url)
+                repo.close()
+                os.rename(scratch, path)  # atomic; refused when another process won the race
+            except OSError as exc:
+                if not (path / "HEAD").exists():
+                    raise RepositoryUnavailable(f"Cannot create the clone at {path} ({exc.strerror}); "
+                                                "if the folder holds something else, move it away.") from exc
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
         this = cls(path, timeout=timeout)
         origin = this._repo.remote("origin")
         if origin.url != url:

@@ -233,3 +233,12 @@ def test_lists_cost_a_fixed_number_of_queries(audit_env, staff, run_audit, viewe
     with django_assert_num_queries(3):
         assert client.get("/api/audits/").status_code == 200
     assert ManualCheck.objects.count() == 3
+
+
+def test_secrets_are_never_adopted_from_a_machine(audited, requester, client_for):
+    secret = audited.findings.get(target="/etc/app/secrets/token", kind="content")
+    response = post(token_client(requester), f"/api/findings/{secret.pk}/adopt/")
+    assert response.status_code == 400 and "never copied" in response.json()["detail"]
+    assert not ChangeRequest.objects.exists()
+    page = client_for(requester).get(secret.get_absolute_url())
+    assert b'value="adopt"' not in page.content and b"adopt-refusal" in page.content

@@ -223,7 +223,7 @@ def test_audit_flow_from_start_to_status_accounting(browser, live_server, audit_
     expect(card.locator(".card-header")).to_contain_text("(succeeded)")
     totals = card.locator("#status-totals")
     expect(totals).to_contain_text("Compliance 30.0%")
-    for text in ("3 drifted", "1 unreachable", "1 error", "7 open findings", "0 overdue manual checks", "1 open CRs"):
+    for text in ("3 drifted", "1 unreachable", "1 error", "7 open findings", "0 overdue manual checks", "1 open CR"):
         expect(totals.get_by_text(text, exact=True)).to_be_visible()
     prod_row = card.locator('tr[data-environment="prod"] td')
     expect(prod_row.nth(0)).to_have_text("prod")
