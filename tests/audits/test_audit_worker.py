@@ -8,28 +8,9 @@ import time
 import pytest
 
 from tests.changes.dryrun_util import snapshot_tree
-from tests.changes.test_dryrun_worker import celery_worker_on, redis_url  # noqa: F401 - fixtures
+from tests.changes.test_dryrun_worker import celery_worker_on, redis_url, wait_finished  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
-
-
-def _wait(run, timeout: float = 90.0):
-    """Poll the run (see tests/changes/test_dryrun_worker.py::_wait for the SQLite read lock)."""
-    from django.db import OperationalError, connection
-
-    if connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA read_uncommitted = 1")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        try:
-            run.refresh_from_db()
-        except OperationalError:
-            continue
-        if run.is_finished:
-            return run
-    raise AssertionError(f"audit still {run.state} after {timeout}s ({run.machines_done}/{run.machines_total})")
 
 
 def test_audit_through_redis_and_a_worker(audit_env, celery_worker_on, staff, settings, mailoutbox):  # noqa: F811
@@ -41,7 +22,7 @@ def test_audit_through_redis_and_a_worker(audit_env, celery_worker_on, staff, se
     staff.save()
     before = snapshot_tree(audit_env["machines"])
     run = services.audit_start(acting_user=staff)  # autocommit: queued at once
-    run = _wait(run)
+    run = wait_finished(run)
 
     assert run.state == "succeeded" and (run.machines_done, run.machines_total) == (7, 7)
     assert dict(run.results.values_list("machine_path", "status"))["prod/web1"] == "drifted"

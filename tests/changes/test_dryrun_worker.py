@@ -71,10 +71,11 @@ def _drop_worker_connections() -> None:
                            "WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
 
-def _wait(job, timeout: float = 90.0):
-    """Poll the job. On SQLite the test database is in memory with a shared cache, where a reader's
-    table lock makes the worker's writes fail at once ("database table is locked", no busy wait):
-    this connection reads uncommitted, so it never takes read locks."""
+def wait_finished(row, timeout: float = 90.0):
+    """Poll a dry-run job or an audit run until it is finished. On SQLite the test database is in
+    memory with a shared cache, where a reader's table lock makes the worker's writes fail at once
+    ("database table is locked", no busy wait): this connection reads uncommitted, so it never takes
+    read locks."""
     from django.db import OperationalError, connection
 
     if connection.vendor == "sqlite":
@@ -84,12 +85,12 @@ def _wait(job, timeout: float = 90.0):
     while time.monotonic() < deadline:
         time.sleep(0.5)
         try:
-            job.refresh_from_db()
+            row.refresh_from_db()
         except OperationalError:  # the worker holds the table right now
             continue
-        if job.is_finished:
-            return job
-    raise AssertionError(f"job still {job.state} after {timeout}s: {list(job.log_lines.values_list('message', flat=True))}")
+        if row.is_finished:
+            return row
+    raise AssertionError(f"{row} still not finished after {timeout}s")
 
 
 def test_dry_run_through_redis_and_a_worker_with_an_ssh_machine(
@@ -120,7 +121,7 @@ def test_dry_run_through_redis_and_a_worker_with_an_ssh_machine(
     before_local, before_remote = snapshot_tree(machines), snapshot_tree(remote)
 
     job = dryrun.dryrun_start(acting_user=requester, change=change)  # autocommit: queued at once
-    job = _wait(job)
+    job = wait_finished(job)
 
     assert job.state == "succeeded", list(job.log_lines.values_list("message", flat=True))
     assert (job.machines_done, job.machines_total) == (4, 4)
