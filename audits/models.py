@@ -91,11 +91,6 @@ class AuditRun(models.Model):
     def compliance(self) -> float | None:
         return self.summary.get("compliance")
 
-    @property
-    def month(self):
-        """The first day of the month the run belongs to (manual checks are due by its end)."""
-        return timezone.localtime(self.created_at).date().replace(day=1)
-
 
 class MachineResult(models.Model):
     """What one audit found on one machine."""

@@ -15,6 +15,7 @@ import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -501,10 +502,11 @@ def finding_adopt(*, finding: Finding, acting_user, note: str = "") -> Finding:
     what = "content" if finding.kind == Kind.CONTENT else f"mode {finding.live}"
     message = (f"Adopt live {what} of {finding.target} on {finding.machine_path}\n\n"
                f"Audit #{finding.run_id}, finding #{finding.pk}." + (f"\n\n{note.strip()}" if note.strip() else ""))
-    change_services.branch_push_new(acting_user=acting_user, branch=branch, files=files, message=message)
-    return _open_change(finding, acting_user, branch, FState.ADOPTED, note,
-                        title=f"Adopt live {what} of {finding.target} on {finding.machine_path}",
-                        description=message)
+    head = change_services.branch_push_new(acting_user=acting_user, branch=branch, files=files, message=message)
+    with _discard_on_failure(branch, head):
+        return _open_change(finding, acting_user, branch, FState.ADOPTED, note,
+                            title=f"Adopt live {what} of {finding.target} on {finding.machine_path}",
+                            description=message)
 
 
 def finding_restore(*, finding: Finding, acting_user, note: str = "") -> Finding:
@@ -517,10 +519,22 @@ def finding_restore(*, finding: Finding, acting_user, note: str = "") -> Finding
     branch = _branch_for("restore", finding)
     message = (f"Restore declared {finding.target} on {finding.machine_path} ({finding.get_kind_display()})\n\n"
                f"Audit #{finding.run_id}, finding #{finding.pk}." + (f"\n\n{note.strip()}" if note.strip() else ""))
-    change_services.branch_push_new(acting_user=acting_user, branch=branch, files={}, message=message)
-    return _open_change(finding, acting_user, branch, FState.RESTORE, note,
-                        title=f"Restore declared {finding.target} on {finding.machine_path}", description=message,
-                        redeploy=[finding.app_path or finding.machine_path])
+    head = change_services.branch_push_new(acting_user=acting_user, branch=branch, files={}, message=message)
+    with _discard_on_failure(branch, head):
+        return _open_change(finding, acting_user, branch, FState.RESTORE, note,
+                            title=f"Restore declared {finding.target} on {finding.machine_path}",
+                            description=message, redeploy=[finding.app_path or finding.machine_path])
+
+
+@contextmanager
+def _discard_on_failure(branch: str, head: str):
+    """The branch was pushed before the change request could be opened (Git is not transactional):
+    if opening it fails (e.g. the finding was handled meanwhile), the branch goes too, so a retry works."""
+    try:
+        yield
+    except BaseException:
+        change_services.branch_discard(branch=branch, head=head)
+        raise
 
 
 def _open_change(finding: Finding, user, branch: str, state: str, note: str, *, title: str, description: str,

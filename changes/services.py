@@ -197,6 +197,14 @@ def branch_push_new(*, acting_user, branch: str, files: Mapping[str, tuple[bytes
     return sha
 
 
+def branch_discard(*, branch: str, head: str) -> None:
+    """Undo :func:`branch_push_new` when what the branch was for failed (best effort: logged)."""
+    try:
+        _repo().delete_branch(branch, expect=head)
+    except GitError as exc:
+        log.warning("could not delete branch %s after a failure: %s", branch, exc)
+
+
 def compute_impact(repo: ConfigRepo, base: str, head: str) -> dict:
     """Files changed between the merge base and the branch head, the CIs they belong to, and the
     CIs one level below every changed ``_common`` folder (they depend on it)."""

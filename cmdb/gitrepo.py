@@ -270,6 +270,15 @@ class ConfigRepo:
             raise PushRejected(f"Origin refused the push to {branch}: {exc}") from exc
         self._run("update-ref", f"refs/remotes/origin/{branch}", sha)
 
+    def delete_branch(self, branch: str, *, expect: str) -> None:
+        """Delete origin's ``branch`` only if it is still at ``expect``."""
+        try:
+            self._run("push", "--porcelain", f"--force-with-lease=refs/heads/{branch}:{expect}", "origin",
+                      f":refs/heads/{branch}")
+        except GitError as exc:
+            raise PushRejected(f"Origin refused to delete {branch}: {exc}") from exc
+        self._run("update-ref", "-d", f"refs/remotes/origin/{branch}")
+
     def commit_files(self, parent: str, files: Mapping[str, tuple[bytes, str]], *, message: str,
                      author: tuple[str, str]) -> str:
         """A new commit on top of ``parent`` whose tree is ``parent``'s with ``files`` (path -> (content,

@@ -242,3 +242,22 @@ def test_secrets_are_never_adopted_from_a_machine(audited, requester, client_for
     assert not ChangeRequest.objects.exists()
     page = client_for(requester).get(secret.get_absolute_url())
     assert b'value="adopt"' not in page.content and b"adopt-refusal" in page.content
+
+
+def test_a_failed_adopt_leaves_no_branch_behind_and_can_be_retried(audit_env, audited, requester, monkeypatch):
+    from changes import services as change_services
+
+    finding = audited.findings.get(machine_path="prod/web1", target="/etc/nginx/nginx.conf", kind="content")
+    real = change_services.change_create
+
+    def refused(**kwargs):
+        raise change_services.ChangeConflict("origin moved meanwhile")
+
+    monkeypatch.setattr(change_services, "change_create", refused)
+    response = post(token_client(requester), f"/api/findings/{finding.pk}/adopt/")
+    assert response.status_code == 409
+    branches = subprocess.run(["git", "-C", str(audit_env["repo"].origin), "branch", "--list", "audit/*"],
+                              capture_output=True, text=True, check=True).stdout
+    assert branches.strip() == ""
+    monkeypatch.setattr(change_services, "change_create", real)
+    assert post(token_client(requester), f"/api/findings/{finding.pk}/adopt/").status_code == 200
