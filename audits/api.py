@@ -7,6 +7,7 @@ status (403, 409, 400). Starting an audit answers 202 with the run; clients poll
 
 from __future__ import annotations
 
+from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -17,17 +18,8 @@ from rest_framework.views import APIView
 
 from audits import queries, services
 from audits.models import AuditRun, Finding, MachineResult, ManualCheck
-from changes.api_jobs import _ErrorSerializer  # one "_Error" component in the schema
+from changes.api_jobs import _ErrorSerializer, _ServiceError  # one "_Error" component in the schema
 from changes.services import ChangeError
-
-
-class _ServiceError(exceptions.APIException):
-    def __init__(self, exc: services.AuditError | ChangeError):
-        super().__init__(str(exc))
-        self.status_code = exc.status
-
-
-
 
 
 class AuditStartSerializer(serializers.Serializer):
@@ -154,12 +146,10 @@ class AuditDetailView(APIView):
     @extend_schema(responses={200: AuditRunDetailSerializer, 404: _ErrorSerializer},
                    description="A run with, per machine, its status, compliance and findings; and its manual checks.")
     def get(self, request, pk: int):
-        run = get_object_or_404(AuditRun.objects.select_related("requested_by"), pk=pk)
-        run_results = run.results.prefetch_related("findings__handled_by")
-        data = AuditRunDetailSerializer(run).data
-        data["machines"] = MachineResultSerializer(run_results, many=True).data
-        data["manual_checks"] = ManualCheckSerializer(run.manual_checks.select_related("checked_by"), many=True).data
-        return Response(data)
+        run = get_object_or_404(AuditRun.objects.select_related("requested_by").prefetch_related(
+            "results__findings__handled_by", Prefetch("manual_checks", ManualCheck.objects.select_related("checked_by"))
+        ), pk=pk)
+        return Response(AuditRunDetailSerializer(run).data)
 
 
 _FINDING_FILTERS = [

@@ -30,11 +30,11 @@ from django.utils import timezone
 from audits.models import AuditRun, Finding, MachineResult, MachineStatus, ManualCheck, percent
 from changes import permissions, planner
 from changes import services as change_services
-from changes.dryrun import MANUAL_REASON, ssh_settings
+from changes.dryrun import MANUAL_REASON, batches, ssh_settings
 from changes.models import ChangeRequest
 from cmdb import services as cmdb_services
 from cmdb.declared import MachineDeclaration, declared_configuration, is_machine_dir
-from cmdb.gitrepo import ConfigRepo, GitError, UnknownRevision
+from cmdb.gitrepo import ConfigRepo, GitError
 from cmdb.indexer import secret_patterns
 from cmdb.transport import (
     AuthenticationFailed,
@@ -94,12 +94,10 @@ def _main_head(repo: ConfigRepo) -> str:
         repo.fetch(settings.CMDB_BRANCH)
     except GitError as exc:
         log.warning("audit: cannot fetch origin, auditing the clone's %s: %s", settings.CMDB_BRANCH, exc)
-    for candidate in (f"refs/remotes/origin/{settings.CMDB_BRANCH}", settings.CMDB_BRANCH):
-        try:
-            return repo.resolve(candidate)
-        except (UnknownRevision, GitError):
-            continue
-    raise AuditError(f"The repository has no {settings.CMDB_BRANCH} branch yet: sync it first.")
+    sha = cmdb_services.main_sha(repo)
+    if not sha:
+        raise AuditError(f"The repository has no {settings.CMDB_BRANCH} branch yet: sync it first.")
+    return sha
 
 
 def machines_in_scope(repo: ConfigRepo, sha: str, scope: str) -> list[str]:
@@ -162,11 +160,6 @@ def audit_scheduled() -> AuditRun | None:
 
 
 # --- the work ------------------------------------------------------------------------------------------
-def batches(machines: list[str], size: int | None = None) -> list[list[str]]:
-    size = max(1, size or settings.CMDB_AUDIT_BATCH)
-    return [machines[i:i + size] for i in range(0, len(machines), size)]
-
-
 def audit_begin(*, run_id: int) -> list[list[str]]:
     """Mark a queued run running; the batches of machines to look at ([] when there is nothing to do)."""
     with transaction.atomic():
@@ -179,7 +172,7 @@ def audit_begin(*, run_id: int) -> list[list[str]]:
     if not machines:
         _finish(run_id)
         return []
-    return batches(machines)
+    return batches(machines, settings.CMDB_AUDIT_BATCH)
 
 
 @dataclass
@@ -349,9 +342,7 @@ def _store(run: AuditRun, outcomes: list[_Outcome]) -> None:
                 MachineResult.objects.bulk_create(results)
         except IntegrityError:
             return  # another delivery of this batch stored it first
-        by_machine = {r.machine_path: r for r in results}
-        if any(r.pk is None for r in results):  # backends without RETURNING on bulk inserts
-            by_machine = {r.machine_path: r for r in MachineResult.objects.filter(run=run, machine_path__in=list(by_machine))}
+        by_machine = {r.machine_path: r for r in results}  # SQLite and PostgreSQL set pks on bulk inserts
         for o in outcomes:
             for f in o.findings:
                 f.run, f.result = run, by_machine[o.machine]

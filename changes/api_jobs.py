@@ -23,9 +23,11 @@ class _ErrorSerializer(serializers.Serializer):
 
 
 class _ServiceError(exceptions.APIException):
-    def __init__(self, exc: ChangeError):
+    """A service's refusal (ChangeError, AuditError: anything with a ``status``) as a JSON error."""
+
+    def __init__(self, exc: ChangeError | Exception):
         super().__init__(str(exc))
-        self.status_code = exc.status
+        self.status_code = getattr(exc, "status", 400)
 
 
 class DryRunRequestSerializer(serializers.Serializer):

@@ -71,15 +71,6 @@ def _resolve(repo: ConfigRepo, rev: str) -> str:
     raise BadBranch(f"Unknown revision {rev[:80]!r}.")
 
 
-def _main_sha(repo: ConfigRepo) -> str:
-    for candidate in (f"refs/remotes/origin/{settings.CMDB_BRANCH}", settings.CMDB_BRANCH):
-        try:
-            return repo.resolve(candidate)
-        except (UnknownRevision, GitError):
-            continue
-    return ""
-
-
 def ssh_settings() -> SshSettings | None:
     """The portal's SSH identity from settings, or None when none is configured."""
     if not settings.CMDB_SSH_KEY or not settings.CMDB_SSH_KNOWN_HOSTS:
@@ -93,6 +84,7 @@ def ssh_settings() -> SshSettings | None:
 
 
 def batches(machines: list[str], size: int | None = None) -> list[list[str]]:
+    """``machines`` in slices of ``size`` (default ``CMDB_DRY_RUN_BATCH``), one task each."""
     size = max(1, size or settings.CMDB_DRY_RUN_BATCH)
     return [machines[i:i + size] for i in range(0, len(machines), size)]
 
@@ -116,7 +108,7 @@ def dryrun_start(*, acting_user, change: ChangeRequest | None = None, revision: 
     else:
         assert revision is not None
         sha, label = _resolve(repo, revision), revision
-    main = _main_sha(repo)
+    main = cmdb_services.main_sha(repo)
     if machines is not None:
         wanted = sorted({m.strip().strip("/") for m in machines if m and m.strip().strip("/")})
         bad = [m for m in wanted if m.count("/") != 1]

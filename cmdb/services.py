@@ -45,6 +45,17 @@ def get_repo() -> ConfigRepo:
     return ConfigRepo.open_or_clone(settings.CMDB_CLONE_DIR, settings.CMDB_REPO_URL, timeout=settings.CMDB_GIT_TIMEOUT)
 
 
+def main_sha(repo: ConfigRepo) -> str:
+    """The head of the portal's branch as last fetched from origin (the clone's own branch when
+    origin's ref is missing), or "" when the repository has no such branch yet."""
+    for candidate in (f"refs/remotes/origin/{settings.CMDB_BRANCH}", settings.CMDB_BRANCH):
+        try:
+            return repo.resolve(candidate)
+        except (UnknownRevision, GitError):
+            continue
+    return ""
+
+
 def indexed_sha() -> str | None:
     state = SyncState.objects.select_related("indexed_commit").filter(pk=1).first()
     return state.indexed_commit.sha if state and state.indexed_commit else None

@@ -833,9 +833,10 @@ def stat_machines_parallel(
     read: ReadChooser | None = None,
     max_bytes: int = DEFAULT_MAX_READ_BYTES,
 ) -> dict[str, MachineSnapshot | TransportError]:
-    """Look at many machines at once in ONE event loop (at most ``concurrency`` connections open).
+    """Look at many machines at once: SSH machines in ONE event loop (at most ``concurrency``
+    connections open) in a helper thread, local machines meanwhile in the calling thread.
 
-    Per machine: one connection, one stat script, and, when ``read(name, files)`` names paths
+    Per SSH machine: one connection, one stat script, and, when ``read(name, files)`` names paths
     (e.g. those whose hash differs from the declaration), one read script on the same connection.
     Each value is a :class:`MachineSnapshot` or the machine's :class:`TransportError`
     (:class:`ManualMachine` for machines configured by hand).
