@@ -26,9 +26,13 @@ WORKDIR /app
 # Dependencies first (cached layer): pyproject.toml declares no packages, so this installs the
 # pinned dependencies only; the code is run from /app.
 COPY pyproject.toml ./
-RUN pip install .
+# PYTHONDONTWRITEBYTECODE keeps processes from writing .pyc at run time, so compile once here: every
+# gunicorn worker, Celery process and management command then starts in about half the time.
+RUN pip install . \
+ && python -m compileall -q "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 
 COPY . .
+RUN python -m compileall -q -x '(node_modules|tests|benchmarks)/' /app
 COPY --from=assets /build/node_modules/bootstrap/dist /app/node_modules/bootstrap/dist
 COPY --from=assets /build/node_modules/bootstrap-icons/font /app/node_modules/bootstrap-icons/font
 

@@ -1,6 +1,7 @@
 # CM portal — developer and CI entry points.
 #
 #   make test              venv + static assets + Debian services, then scripts/test.sh
+#   make test-fast         SQLite only, no browser, no external services (quick loop)
 #   make test PYTEST_ARGS="tests/test_x.py -k foo"
 #   make demo              scripts/demo.sh
 #   make lint              ruff check + mypy on $(MYPY_FILES)
@@ -27,10 +28,10 @@ MYPY_FILES := cmdb/gitrepo.py cmdb/services.py cmdb/indexer.py cmdb/layout.py cm
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv static system-packages test demo lint clean distclean
+.PHONY: help venv static system-packages test test-fast demo lint clean distclean
 
 help:
-	@echo "targets: venv static system-packages test demo lint clean distclean"
+	@echo "targets: venv static system-packages test test-fast demo lint clean distclean"
 
 # --- Python -----------------------------------------------------------------------------------------
 venv: $(VENV_STAMP)
@@ -39,7 +40,9 @@ $(VENV_STAMP): pyproject.toml
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	@$(VENV)/bin/uv --version 2>/dev/null | grep -qF ' $(UV_VERSION)' \
 	  || $(VPY) -m pip install -q uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip install -q --python $(VPY) -r pyproject.toml --extra dev
+	@# Bytecode compiled once here: the machines set PYTHONDONTWRITEBYTECODE=1, so without it every
+	@# worker, command and test subprocess compiles Django, DRF and Celery again (check: 1.9 s -> 0.8 s).
+	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(VPY) -r pyproject.toml --extra dev
 	@touch $@
 
 # --- front-end assets (bootstrap, bootstrap-icons -> STATICFILES_DIRS) -------------------------------
@@ -69,6 +72,12 @@ system-packages:
 # --- entry points -----------------------------------------------------------------------------------
 test: venv static system-packages
 	scripts/test.sh $(PYTEST_ARGS)
+
+# The quick red/green loop: SQLite only, no browser, no redis-server/sshd/PostgreSQL (those tests are
+# deselected by their markers). `make test` stays the full run.
+test-fast: venv static
+	env -u DATABASE_URL -u REDIS_URL -u CMDB_REPO_URL -u CMDB_DATA_DIR DJANGO_DEBUG=true \
+	  $(VPY) -m pytest -m "not browser and not services" $(PYTEST_ARGS)
 
 demo: venv static
 	scripts/demo.sh
