@@ -20,6 +20,7 @@ from audits import queries, services
 from audits.models import AuditRun, Finding, MachineResult, ManualCheck
 from changes.api_jobs import _ErrorSerializer, _ServiceError  # one "_Error" component in the schema
 from changes.services import ChangeError
+from cmdb import converters  # noqa: F401 (registers the id converter)
 
 
 class AuditStartSerializer(serializers.Serializer):
@@ -179,7 +180,7 @@ class FindingListView(ListAPIView):
         if kind and kind not in Finding.Kind.values:
             raise exceptions.ValidationError({"kind": f"one of {', '.join(Finding.Kind.values)}"})
         run = p.get("run")
-        if run is not None and not run.isdigit():
+        if run is not None and not converters.is_id(run):
             raise exceptions.ValidationError({"run": "an audit run id"})
         return queries.findings(state=state, environment=p.get("environment", ""), kind=kind,
                                 machine=p.get("machine", ""), run=int(run) if run else None,
@@ -250,21 +251,21 @@ class StatusView(APIView):
 def urlpatterns() -> list:
     return [
         path("audits/", AuditListView.as_view(), name="api-audit-list"),
-        path("audits/<int:pk>/", AuditDetailView.as_view(), name="api-audit-detail"),
+        path("audits/<id:pk>/", AuditDetailView.as_view(), name="api-audit-detail"),
         path("findings/", FindingListView.as_view(), name="api-finding-list"),
-        path("findings/<int:pk>/", FindingDetailView.as_view(), name="api-finding-detail"),
-        path("findings/<int:pk>/acknowledge/",
+        path("findings/<id:pk>/", FindingDetailView.as_view(), name="api-finding-detail"),
+        path("findings/<id:pk>/acknowledge/",
              _finding_action("acknowledge", "Accept the drift with a note (approvers, staff).").as_view(),
              name="api-finding-acknowledge"),
-        path("findings/<int:pk>/adopt/",
+        path("findings/<id:pk>/adopt/",
              _finding_action("adopt", "Commit the live content (or mode) into a new branch and open a change "
                                       "request with it (requesters, approvers, staff).").as_view(),
              name="api-finding-adopt"),
-        path("findings/<int:pk>/restore/",
+        path("findings/<id:pk>/restore/",
              _finding_action("restore", "Open a change request recording the intent to re-deploy the declared "
                                         "file (requesters, approvers, staff).").as_view(),
              name="api-finding-restore"),
         path("manual-checks/", ManualCheckListView.as_view(), name="api-manualcheck-list"),
-        path("manual-checks/<int:pk>/", ManualCheckRecordView.as_view(), name="api-manualcheck-record"),
+        path("manual-checks/<id:pk>/", ManualCheckRecordView.as_view(), name="api-manualcheck-record"),
         path("status/", StatusView.as_view(), name="api-status"),
     ]

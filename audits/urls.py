@@ -3,17 +3,18 @@
 from django.urls import path
 
 from audits import views
+from cmdb import converters  # noqa: F401 (registers the id converter)
 
 app_name = "audits"
 
 urlpatterns = [
     path("", views.audit_list, name="audit_list"),
     path("start/", views.audit_start, name="audit_start"),
-    path("<int:pk>/", views.audit_detail, name="audit_detail"),
+    path("<id:pk>/", views.audit_detail, name="audit_detail"),
     path("findings/", views.finding_list, name="finding_list"),
-    path("findings/<int:pk>/", views.finding_detail, name="finding_detail"),
-    path("findings/<int:pk>/act/", views.finding_act, name="finding_act"),
+    path("findings/<id:pk>/", views.finding_detail, name="finding_detail"),
+    path("findings/<id:pk>/act/", views.finding_act, name="finding_act"),
     path("checks/", views.check_list, name="check_list"),
-    path("checks/<int:pk>/", views.check_record, name="check_record"),
+    path("checks/<id:pk>/", views.check_record, name="check_record"),
     path("machines/", views.machinestatus_list, name="machinestatus_list"),
 ]

@@ -13,9 +13,10 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from changes import dryrun
+from changes import dryrun, permissions
 from changes.models import ChangeRequest, DryRunJob, MachinePlan
-from changes.services import ChangeError
+from changes.services import ChangeError, ChangeForbidden
+from cmdb import converters  # noqa: F401 (registers the id converter)
 
 
 class _ErrorSerializer(serializers.Serializer):
@@ -112,10 +113,14 @@ class _Base(APIView):
     @staticmethod
     def validated(serializer_class, request) -> dict:
         serializer = serializer_class(data=request.data)
-        if not serializer.is_valid():
-            first = next(iter(serializer.errors.items()))
-            raise exceptions.ValidationError({"detail": f"{first[0]}: {first[1][0]}", "errors": serializer.errors})
+        serializer.is_valid(raise_exception=True)  # portal.api words the first message as "detail"
         return dict(serializer.validated_data)
+
+    @staticmethod
+    def allowed(user, change: ChangeRequest | None = None) -> None:
+        # Before validation: a caller who may not start dry runs learns nothing from the payload check.
+        if not permissions.can(user, "dry_run", change):
+            raise ChangeForbidden(permissions.denial("dry_run"))
 
 
 class DryRunStartView(_Base):
@@ -123,6 +128,7 @@ class DryRunStartView(_Base):
                    responses={202: DryRunJobSerializer, **_errors(400, 403, 409)}, tags=["dry runs"])
     def post(self, request):
         """Queue a dry run of a revision (sha, tag or branch) on some or all machines."""
+        self.allowed(request.user)
         data = self.validated(DryRunRequestSerializer, request)
         job = dryrun.dryrun_start(acting_user=request.user, revision=data["revision"], machines=data.get("machines"))
         return Response(_job_data(job), status=status.HTTP_202_ACCEPTED)
@@ -134,6 +140,7 @@ class ChangeDryRunView(_Base):
     def post(self, request, pk: int):
         """Queue a dry run of a change request's branch head on the machines it impacts."""
         change = get_object_or_404(ChangeRequest, pk=pk)
+        self.allowed(request.user, change)
         data = self.validated(ChangeDryRunRequestSerializer, request)
         job = dryrun.dryrun_start(acting_user=request.user, change=change, machines=data.get("machines"))
         return Response(_job_data(job), status=status.HTTP_202_ACCEPTED)
@@ -160,7 +167,7 @@ def urlpatterns() -> list:
     """The plain API views (added to ``portal.api_urls.app_patterns``, before the router's URLs)."""
     return [
         path("dry-runs/", DryRunStartView.as_view(), name="api-dry-run-start"),
-        path("changes/<int:pk>/dry-run/", ChangeDryRunView.as_view(), name="api-change-dry-run"),
-        path("jobs/<int:pk>/", JobDetailView.as_view(), name="api-job-detail"),
-        path("jobs/<int:pk>/cancel/", JobCancelView.as_view(), name="api-job-cancel"),
+        path("changes/<id:pk>/dry-run/", ChangeDryRunView.as_view(), name="api-change-dry-run"),
+        path("jobs/<id:pk>/", JobDetailView.as_view(), name="api-job-detail"),
+        path("jobs/<id:pk>/cancel/", JobCancelView.as_view(), name="api-job-cancel"),
     ]

@@ -56,13 +56,12 @@ def _event(change: ChangeRequest | None, actor, action: str, message: str, **dat
 def _resolve(repo: ConfigRepo, rev: str) -> str:
     """The commit ``rev`` names: a sha, tag, the clone's branch, or a branch on origin (fetched once)."""
     for attempt in range(2):
-        for candidate in (rev, f"refs/remotes/origin/{rev}"):
-            try:
-                return repo.resolve(candidate)
-            except UnknownRevision:
-                continue
-            except GitError as exc:
-                raise BadBranch(str(exc)) from exc
+        try:
+            return repo.resolve(rev)
+        except UnknownRevision:
+            pass
+        except GitError as exc:
+            raise BadBranch(str(exc)) from exc
         if attempt == 0:
             try:
                 repo.fetch(settings.CMDB_BRANCH)

@@ -169,10 +169,10 @@ def _branch_state(repo: ConfigRepo, branch: str) -> BranchState:
     if branch == settings.CMDB_BRANCH:
         raise BadBranch(f"A change request needs a branch other than {settings.CMDB_BRANCH}.")
     try:
-        head = repo.resolve(f"refs/remotes/origin/{branch}")
+        head = repo.origin_head(branch)
     except UnknownRevision:
         raise BadBranch(f"Unknown branch {branch!r}: push it to origin first.") from None
-    main = repo.resolve(f"refs/remotes/origin/{settings.CMDB_BRANCH}")
+    main = repo.origin_head(settings.CMDB_BRANCH)
     base = repo.merge_base(main, head)
     if base is None:
         raise BadBranch(f"Branch {branch!r} shares no history with {settings.CMDB_BRANCH}; branch off it and retry.")
@@ -186,7 +186,7 @@ def branch_push_new(*, acting_user, branch: str, files: Mapping[str, tuple[bytes
     Returns the new head.
     """
     repo = fetch()
-    main = repo.resolve(f"refs/remotes/origin/{settings.CMDB_BRANCH}")
+    main = repo.origin_head(settings.CMDB_BRANCH)
     try:
         sha = repo.commit_files(main, files, message=message, author=_author(acting_user))
         repo.push(sha, branch, expect="")
@@ -633,20 +633,31 @@ def baseline_create(*, acting_user, name: str, note: str = "", rev: str = "") ->
         raise ChangeForbidden("Only staff may tag baselines.")
     repo = fetch()
     try:
-        sha = repo.resolve(rev or f"refs/remotes/origin/{settings.CMDB_BRANCH}")
+        sha = repo.resolve(rev) if rev else repo.origin_head(settings.CMDB_BRANCH)
     except UnknownRevision as exc:
         raise ChangeError(str(exc)) from exc
     if Baseline.objects.filter(name=name).exists() or name in repo.tags():
         raise ChangeConflict(f"A baseline or tag named {name!r} exists already.")
+    problem = repo.tag_name_problem(name)
+    if problem:
+        raise ChangeError(f"{name[:100]!r} cannot name a baseline: {problem}.")
     try:
         repo.create_tag(name, sha, message=note or f"Baseline {name}", author=_author(acting_user))
     except UnknownRevision:
         raise ChangeError(f"{name!r} is not a valid tag name.") from None
     except GitError as exc:
         raise ChangeConflict(str(exc)) from exc
-    with transaction.atomic():
-        baseline = Baseline.objects.create(name=name, sha=sha, note=note, created_by=acting_user)
-        _event(None, acting_user, "baseline", f"Baseline {name}", commit=sha, name=name)
+    try:
+        with transaction.atomic():
+            baseline = Baseline.objects.create(name=name, sha=sha, note=note, created_by=acting_user)
+            _event(None, acting_user, "baseline", f"Baseline {name}", commit=sha, name=name)
+    except Exception:
+        # Git is not transactional: a tag without its row would be a baseline nobody recorded.
+        try:
+            repo.delete_tag(name)
+        except GitError:
+            log.exception("baseline %s: the tag was pushed but its row failed, and removing the tag failed", name)
+        raise
     return baseline
 
 

@@ -7,20 +7,21 @@ name outside ``views.ACTIONS`` is a 404.
 from django.urls import path, re_path
 
 from changes import views
+from cmdb import converters  # noqa: F401 (registers the id converter)
 
 app_name = "changes"
 
 urlpatterns = [
     path("", views.change_list, name="change_list"),
     path("new/", views.change_create, name="change_create"),
-    path("<int:pk>/", views.change_detail, name="change_detail"),
-    path("<int:pk>/edit/", views.change_edit, name="change_edit"),
-    path("<int:pk>/comment/", views.change_comment, name="change_comment"),
+    path("<id:pk>/", views.change_detail, name="change_detail"),
+    path("<id:pk>/edit/", views.change_edit, name="change_edit"),
+    path("<id:pk>/comment/", views.change_comment, name="change_comment"),
     re_path(rf"^(?P<pk>[0-9]+)/(?P<action>{'|'.join(views.ACTIONS)})/$", views.change_action, name="change_action"),
     path("baselines/", views.baseline_list, name="baseline_list"),
     path("baselines/new/", views.baseline_create, name="baseline_create"),
     path("baselines/compare/", views.baseline_compare, name="baseline_compare"),
     path("unauthorized/", views.unauthorized_list, name="unauthorized_list"),
-    path("unauthorized/<int:pk>/resolve/", views.unauthorized_resolve, name="unauthorized_resolve"),
+    path("unauthorized/<id:pk>/resolve/", views.unauthorized_resolve, name="unauthorized_resolve"),
     path("freezes/", views.freeze_list, name="freeze_list"),
 ]

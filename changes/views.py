@@ -269,7 +269,7 @@ def _origin_head(change: ChangeRequest) -> str | None:
     if not change.is_open or change.branch_missing:
         return None
     try:
-        return cmdb_services.get_repo().resolve(f"refs/remotes/origin/{change.branch}")
+        return cmdb_services.get_repo().origin_head(change.branch)
     except GitError:
         return None
 

@@ -25,6 +25,7 @@ from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 # Revisions users may type: branch, tag, sha, HEAD~2, main^... but never an option or a range.
+_HEX_RE = re.compile(r"^[0-9a-fA-F]{4,64}$")
 _REV_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/~^@{}+-]{0,199}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 _FIELD = "\x1f"
@@ -192,7 +193,7 @@ class ConfigRepo:
             detail = _decode(exc.stderr.encode() if isinstance(exc.stderr, str) else exc.stderr or b"").strip()
             raise RepositoryUnavailable(f"Cannot fetch from origin: {detail or exc}") from exc
         try:
-            return self.resolve(f"refs/remotes/origin/{branch}")
+            return self.origin_head(branch)
         except UnknownRevision:
             raise RepositoryUnavailable(f"Origin has no branch {branch!r}.") from None
 
@@ -202,17 +203,37 @@ class ConfigRepo:
         self._run("symbolic-ref", "HEAD", f"refs/heads/{branch}")
 
     # --- revisions -------------------------------------------------------------------------------------
+    @staticmethod
+    def origin_ref(branch: str) -> str:
+        """The clone's ref for origin's ``branch`` (the only place that knows the remote-ref layout)."""
+        return f"refs/remotes/origin/{branch}"
+
+    def origin_head(self, branch: str) -> str:
+        """The head of origin's ``branch`` as of the last fetch, or UnknownRevision."""
+        validate_rev(branch)
+        return self._rev_parse(self.origin_ref(branch), branch)
+
     def resolve(self, rev: str) -> str:
-        """The full sha of the commit ``rev`` names, or UnknownRevision."""
-        if not rev.startswith("refs/"):
-            validate_rev(rev)
+        """The full sha of the commit ``rev`` names, or UnknownRevision: the one revision resolver.
+
+        Accepts a sha (full or abbreviated), a tag, the clone's branch, any branch on origin by its
+        plain name (``feature/x``), ``origin/<branch>`` and Git's suffixes (``main~2``). A tree or
+        blob id is not a commit: UnknownRevision.
+        """
+        validate_rev(rev)
         try:
-            out = self._run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
+            return self._rev_parse(rev, rev)
+        except UnknownRevision:
+            return self._rev_parse(self.origin_ref(rev), rev)
+
+    def _rev_parse(self, ref: str, asked: str) -> str:
+        try:
+            out = self._run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
         except GitError:
-            raise UnknownRevision(f"Unknown revision {rev[:80]!r}.") from None
+            raise UnknownRevision(f"Unknown revision {asked[:80]!r}.") from None
         sha = out.decode().strip()
         if not _SHA_RE.match(sha):
-            raise UnknownRevision(f"Unknown revision {rev[:80]!r}.")
+            raise UnknownRevision(f"Unknown revision {asked[:80]!r}.")
         return sha
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
@@ -268,7 +289,7 @@ class ConfigRepo:
                       f"{sha}:refs/heads/{branch}")
         except GitError as exc:
             raise PushRejected(f"Origin refused the push to {branch}: {exc}") from exc
-        self._run("update-ref", f"refs/remotes/origin/{branch}", sha)
+        self._run("update-ref", self.origin_ref(branch), sha)
 
     def delete_branch(self, branch: str, *, expect: str) -> None:
         """Delete origin's ``branch`` only if it is still at ``expect``."""
@@ -277,7 +298,7 @@ class ConfigRepo:
                       f":refs/heads/{branch}")
         except GitError as exc:
             raise PushRejected(f"Origin refused to delete {branch}: {exc}") from exc
-        self._run("update-ref", "-d", f"refs/remotes/origin/{branch}")
+        self._run("update-ref", "-d", self.origin_ref(branch))
 
     def commit_files(self, parent: str, files: Mapping[str, tuple[bytes, str]], *, message: str,
                      author: tuple[str, str]) -> str:
@@ -309,6 +330,44 @@ class ConfigRepo:
             tree = git("write-tree")
             return git("commit-tree", tree, "-p", parent, "-F", "-", input=message.encode())
 
+    def tag_name_problem(self, name: str) -> str | None:
+        """Why ``name`` cannot be a new tag, or None. Refused: what Git refuses as a ref name, and any
+        name a revision lookup would read as something else (``HEAD``, a branch on origin or in the
+        clone, ``origin/...``, ``refs/...``, hex that may be taken for a commit id, an existing ref)."""
+        try:
+            validate_rev(name)
+        except UnknownRevision:
+            return "it is not a valid tag name"
+        check = subprocess.run(["git", "check-ref-format", f"refs/tags/{name}"], capture_output=True,
+                               timeout=self.timeout, check=False)
+        if check.returncode != 0:
+            return "it is not a valid tag name"
+        if name.upper().endswith("HEAD") and "/" not in name:
+            return f"{name} is a name Git gives to special revisions"
+        if name.startswith(("refs/", "origin/", "heads/", "tags/", "remotes/")):
+            return "it would shadow another kind of ref"
+        if _HEX_RE.match(name):
+            return "it could be read as a commit id"
+        if name in self.branches() or self._has_ref(f"refs/heads/{name}"):
+            return f"{name} is a branch"
+        if self._has_ref(f"refs/tags/{name}"):
+            return f"a tag named {name} exists already"
+        try:
+            self._rev_parse(name, name)
+        except UnknownRevision:
+            return None
+        return f"{name} already names a revision"
+
+    def _has_ref(self, ref: str) -> bool:
+        cmd = ["git", "-C", str(self.path), "show-ref", "--verify", "--quiet", ref]
+        return subprocess.run(cmd, capture_output=True, timeout=self.timeout, check=False).returncode == 0
+
+    def delete_tag(self, name: str) -> None:
+        """Remove a tag from origin and from the clone (undoes ``create_tag`` when what follows fails)."""
+        validate_rev(name)
+        self._run("push", "origin", f":refs/tags/{name}")
+        self._run("tag", "-d", name)
+
     def create_tag(self, name: str, sha: str, *, message: str, author: tuple[str, str]) -> None:
         """An annotated tag, created locally and pushed to origin (refused if it exists)."""
         validate_rev(name)
@@ -326,11 +385,18 @@ class ConfigRepo:
             raise PushRejected(f"Origin refused the tag {name!r}: {exc}") from exc
 
     def commit(self, rev: str) -> CommitInfo:
-        return self.log(rev, max_count=1)[0]
+        """The commit ``rev`` names; UnknownRevision for a tree, a blob or an unknown sha."""
+        try:
+            found = self.log(rev, max_count=1)
+        except GitError:
+            found = []
+        if not found or (_SHA_RE.match(rev) and found[0].sha != rev):
+            raise UnknownRevision(f"Unknown revision {rev[:80]!r}.")
+        return found[0]
 
     def branches(self) -> list[str]:
         """Branch names on origin (as of the last fetch)."""
-        out = self._run("for-each-ref", "--format=%(refname:strip=3)", "refs/remotes/origin/")
+        out = self._run("for-each-ref", "--format=%(refname:strip=3)", self.origin_ref(""))
         return sorted(b for b in out.decode().splitlines() if b and b != "HEAD")
 
     def tags(self) -> list[str]:

@@ -111,8 +111,11 @@ def relative_to_ci(file_path: str, ci_path: str) -> str:
 
 
 def safe_repo_path(raw: str) -> str | None:
-    """Normalise a path from a URL; None for anything that escapes or is not a plain relative path."""
-    if raw is None or "\0" in raw or "\\" in raw:
+    """Normalise a path from a URL; None for anything that escapes or is not a plain relative path.
+
+    A backslash is an ordinary character in a Git name (paths are looked up in Git trees, never on
+    the portal's disk), so a file called ``back\\slash.conf`` opens like any other."""
+    if raw is None or "\0" in raw:
         return None
     raw = raw.strip("/")
     if not raw:

@@ -48,10 +48,10 @@ def get_repo() -> ConfigRepo:
 def main_sha(repo: ConfigRepo) -> str:
     """The head of the portal's branch as last fetched from origin (the clone's own branch when
     origin's ref is missing), or "" when the repository has no such branch yet."""
-    for candidate in (f"refs/remotes/origin/{settings.CMDB_BRANCH}", settings.CMDB_BRANCH):
+    for lookup in (repo.origin_head, repo.resolve):
         try:
-            return repo.resolve(candidate)
-        except (UnknownRevision, GitError):
+            return lookup(settings.CMDB_BRANCH)
+        except GitError:  # UnknownRevision included
             continue
     return ""
 

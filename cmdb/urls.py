@@ -8,9 +8,13 @@ be mistaken for a tab: ``/ci/<path>/`` is the overview, ``/ci/<path>/-/history/`
 
 from django.urls import path
 
-from cmdb import views
+from cmdb import (
+    converters,  # noqa: F401 (registers repopath and id)
+    views,
+)
 
 app_name = "cmdb"
+
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -19,12 +23,12 @@ urlpatterns = [
     path("ci/", views.ci_detail, {"path": ""}, name="root"),
     path("ci/-/history/", views.ci_history, {"path": ""}, name="ci_history"),
     path("ci/-/compare/", views.ci_compare, {"path": ""}, name="ci_compare"),
-    path("ci/<path:path>/-/history/", views.ci_history, name="ci_history"),
-    path("ci/<path:path>/-/compare/", views.ci_compare, name="ci_compare"),
-    path("ci/<path:path>/", views.ci_detail, name="ci_detail"),
+    path("ci/<repopath:path>/-/history/", views.ci_history, name="ci_history"),
+    path("ci/<repopath:path>/-/compare/", views.ci_compare, name="ci_compare"),
+    path("ci/<repopath:path>/", views.ci_detail, name="ci_detail"),
     # Files
-    path("files/<path:path>", views.artifact_detail, name="artifact_detail"),
-    path("raw/<path:path>", views.raw, name="raw"),
+    path("files/<repopath:path>", views.artifact_detail, name="artifact_detail"),
+    path("raw/<repopath:path>", views.raw, name="raw"),
     # History
     path("commits/<str:sha>/", views.commit_detail, name="commit_detail"),
     # Index

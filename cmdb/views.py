@@ -93,7 +93,7 @@ def _rev(request: HttpRequest) -> str | None:
 
 
 def _repo_path(raw: str | None) -> str:
-    """A repository path from a URL, or 404 for anything absolute, escaping or with NUL/backslash."""
+    """A repository path from a URL, or 404 for anything absolute, escaping or with a NUL."""
     if raw is None or raw.startswith("/"):
         raise Http404("Not a repository path.")
     clean = layout.safe_repo_path(raw)
@@ -437,7 +437,9 @@ def ci_compare(request: HttpRequest, path: str) -> HttpResponse:
         return _not_found(request, f"There is no configuration item {path or '/'!r} at this revision.")
     form = CompareForm(request.GET if ("from" in request.GET or "to" in request.GET) else None)
     asked_from = asked_to = ""
-    if form.is_bound and form.is_valid():
+    if form.is_bound:
+        if not form.is_valid():  # e.g. longer than any ref: unknown, like any other unknown revision
+            raise UnknownRevision("Unknown revision.")
         asked_from, asked_to = form.cleaned_data["from_rev"], form.cleaned_data["to_rev"]
     to_rev = asked_to or snap.sha
     from_rev: str | None = asked_from or None

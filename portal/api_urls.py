@@ -13,6 +13,7 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_not_required, login_required
 from django.http import JsonResponse
 from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import DefaultRouter
@@ -39,6 +40,7 @@ def api_view_patterns(patterns: list) -> list:
     return patterns
 
 
+@csrf_exempt  # nothing is done here; a POST must get the JSON 404, not Django's HTML CSRF page
 @login_not_required
 def api_not_found(request, *args, **kwargs):
     return JsonResponse({"detail": "Not found."}, status=404)
@@ -67,5 +69,5 @@ urlpatterns = [
         name="api-redoc",
     ),
     # Keep last: anything else under /api/ is a JSON 404, never an HTML page.
-    re_path(r"^.*/$", api_not_found),
+    re_path(r"^.*$", api_not_found),
 ]

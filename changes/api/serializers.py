@@ -12,7 +12,7 @@ import re
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from changes.models import Approval, ChangeRequest, UnauthorizedCommit
+from changes.models import Approval, ChangeRequest, ImpactedCI, UnauthorizedCommit
 from changes.services import TRANSITIONS
 
 SHA_PATTERN = r"^[0-9a-f]{40}$"
@@ -71,8 +71,9 @@ class ImpactCISerializer(serializers.Serializer):
     environment = serializers.CharField(allow_blank=True)
     machine_path = serializers.CharField(allow_blank=True)
     reason = serializers.ChoiceField(
-        choices=["direct", "common"],
-        help_text="direct: a file of the CI changed; common: it depends on a changed _common folder (via).",
+        choices=ImpactedCI.Reason.values,
+        help_text="direct: a file of the CI changed; common: it depends on a changed _common folder (via); "
+                  "redeploy: the change asks to re-deploy what the repository declares.",
     )
     via = serializers.CharField(allow_blank=True)
     url = serializers.URLField(help_text="The portal page of the CI.")

@@ -36,8 +36,15 @@ from changes.models import (
     UnauthorizedCommit,
 )
 from cmdb import services as cmdb_services
-from cmdb.api.items import SECRET_PERMISSION, ApiPagination, RepositoryUnavailableError
+from cmdb.api.items import (
+    SECRET_PERMISSION,
+    ApiPagination,
+    IdFilter,
+    RepositoryUnavailableError,
+    StrictBooleanFilter,
+)
 from cmdb.api.serializers import ErrorSerializer
+from cmdb.converters import ID_REGEX
 from cmdb.gitrepo import GitError
 from cmdb.markdown import render_markdown
 from cmdb.secrets import MASK
@@ -268,7 +275,7 @@ class ChangeFilter(filters.FilterSet):
     environment = filters.CharFilter(method="filter_environment", help_text="An environment the change touches.")
     requester = filters.CharFilter(field_name="requester__username", help_text="Username of the requester.")
     branch = filters.CharFilter(field_name="branch", help_text="Exact branch name.")
-    awaiting = filters.BooleanFilter(
+    awaiting = StrictBooleanFilter(
         method="filter_awaiting", help_text="true: the change requests waiting for the caller's vote."
     )
 
@@ -326,7 +333,7 @@ class ChangeRequestViewSet(ServiceErrors, viewsets.GenericViewSet):
     serializer_class = s.ChangeSummarySerializer
     filterset_class = ChangeFilter
     pagination_class = ApiPagination
-    lookup_value_regex = "[0-9]+"
+    lookup_value_regex = ID_REGEX
 
     def get_queryset(self) -> QuerySet[ChangeRequest]:
         return _list_queryset() if self.action == "list" else ChangeRequest.objects.all()
@@ -536,7 +543,7 @@ class UnauthorizedCommitViewSet(ServiceErrors, viewsets.GenericViewSet):
     serializer_class = s.UnauthorizedCommitSerializer
     filterset_class = UnauthorizedFilter
     pagination_class = ApiPagination
-    lookup_value_regex = "[0-9]+"
+    lookup_value_regex = ID_REGEX
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
         return super().filter_queryset(queryset) if self.action == "list" else queryset
@@ -577,7 +584,7 @@ class UnauthorizedCommitViewSet(ServiceErrors, viewsets.GenericViewSet):
 
 
 class EventFilter(filters.FilterSet):
-    change = filters.NumberFilter(field_name="change", help_text="Id of a change request.")
+    change = IdFilter(field_name="change", help_text="Id of a change request.")
     action = filters.CharFilter(field_name="action", help_text='e.g. "merged", "vote-approve".')
     actor = filters.CharFilter(field_name="actor__username", help_text="Username.")
 
@@ -600,7 +607,7 @@ class ChangeEventViewSet(viewsets.GenericViewSet):
     serializer_class = s.EventSerializer
     filterset_class = EventFilter
     pagination_class = ApiPagination
-    lookup_value_regex = "[0-9]+"
+    lookup_value_regex = ID_REGEX
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
         return super().filter_queryset(queryset) if self.action == "list" else queryset

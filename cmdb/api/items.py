@@ -12,11 +12,12 @@ revision other than the indexed commit only with ``?path=`` (one CI), details al
 
 from __future__ import annotations
 
+from django import forms
 from django.db.models import Q, QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import status, viewsets
+from rest_framework import exceptions, status, viewsets
 from rest_framework.exceptions import APIException, NotFound, ParseError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -151,6 +152,33 @@ def _matches_filters(path: str, params) -> bool:
 class ApiPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def get_page_size(self, request):
+        # DRF falls back to the default on a bad value; the schema says an integer, so say 400 instead.
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and int(raw) >= 1):
+            raise exceptions.ValidationError({"page_size": f"an integer from 1 to {self.max_page_size}"})
+        return super().get_page_size(request)
+
+
+class IdFilter(filters.NumberFilter):
+    """A row id: an integer that fits the database (a larger one is a 400, not an overflow)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(*args, **kwargs)
+
+
+class StrictBooleanFilter(filters.TypedChoiceFilter):
+    """``true`` or ``false`` only: django-filter's BooleanFilter reads any other word as "not given"."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("choices", [("true", "true"), ("false", "false")])
+        kwargs.setdefault("coerce", lambda value: value == "true")
+        super().__init__(*args, **kwargs)
 
 
 REV_PARAMETER = OpenApiParameter(

@@ -208,7 +208,7 @@ TRAVERSALS = [
     "/files/%2e%2e/etc/passwd",
     "/files/production/%2e%2e/%2e%2e/etc/passwd",
     "/files//etc/passwd",
-    "/files/production%5cREADME.md",
+    "/raw/production%5cREADME.md",  # a backslash is part of a name, not a separator: no such file
     "/files/.git/config",
     "/raw/production/%00x",
     "/raw//etc/passwd",
