@@ -35,6 +35,7 @@ from cmdb import layout
 from cmdb import services as cmdb_services
 from cmdb.gitrepo import ConfigRepo, FileDiff, GitError, MergeConflict, PushRejected, UnknownRevision
 from cmdb.indexer import secret_patterns
+from cmdb.models import ConfigItem
 from cmdb.secrets import MASK, SecretPatterns, has_private_key, is_secret, mask_text
 
 log = logging.getLogger(__name__)
@@ -245,6 +246,29 @@ def _environments_of(impact: dict) -> list[str]:
     return sorted(envs)
 
 
+def _touches_root(impact: dict) -> bool:
+    """A changed file that belongs to no environment: the root README, the root ``_common/``,
+    ``.cmdb-secrets`` and other top-level files. They shape every environment."""
+    for f in impact.get("files", []):
+        ref = layout.ci_for_dir(f["ci"]) if f.get("ci") else None
+        if ref is None or ref.kind == layout.ROOT or (ref.kind == layout.COMMON_KIND and "/" not in ref.path):
+            return True
+    return False
+
+
+def _known_environments() -> set[str]:
+    return set(ConfigItem.objects.filter(kind=layout.ENVIRONMENT).values_list("path", flat=True))
+
+
+def _required_approvals(impact: dict) -> int:
+    """The strictest policy of the environments the change touches; of every environment when it
+    touches root-level files (one approval would otherwise release a change to all of them)."""
+    envs = set(_environments_of(impact))
+    if _touches_root(impact):
+        envs |= _known_environments() | set(ApprovalPolicy.objects.values_list("environment", flat=True))
+    return ApprovalPolicy.required_for(sorted(envs))
+
+
 def _with_redeploy(impact: dict, redeploy: list[str]) -> dict:
     """``impact`` plus the CIs named for re-deployment (kept across branch moves)."""
     cis = {c["path"]: c for c in impact["cis"]}
@@ -264,7 +288,7 @@ def _store_impact(change: ChangeRequest, state: BranchState, impact: dict) -> No
         impact = _with_redeploy(impact, redeploy)
     change.head_sha, change.base_sha, change.impact = state.head, state.base, impact
     change.branch_missing = False
-    change.required_approvals = ApprovalPolicy.required_for(_environments_of(impact))
+    change.required_approvals = _required_approvals(impact)
     ImpactedCI.objects.filter(change=change).delete()
     ImpactedCI.objects.bulk_create(
         ImpactedCI(change=change, path=c["path"], kind=c["kind"], environment=c["environment"],

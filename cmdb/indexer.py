@@ -23,9 +23,9 @@ from django.db.models import Count, Max, Q
 
 from cmdb import layout, search
 from cmdb.declared import manifest_errors
-from cmdb.gitrepo import CommitInfo, ConfigRepo, TreeEntry, UnknownRevision
-from cmdb.models import Artifact, Commit, ConfigItem, LintWarning, SyncRun
-from cmdb.secrets import SECRETS_FILE, SecretPatterns, has_private_key, name_is_secret
+from cmdb.gitrepo import CommitInfo, ConfigRepo, GitError, TreeEntry, UnknownRevision
+from cmdb.models import Artifact, Commit, ConfigItem, LintWarning, SecretPath, SyncRun
+from cmdb.secrets import SECRETS_FILE, SecretPatterns, has_private_key, mask_text, name_is_secret
 
 SNIFF_LIMIT = 1024 * 1024  # blobs above this are not read during indexing (binary by extension)
 INCREMENTAL_MAX_PATHS = 5000  # beyond this many changed paths a full index is as fast
@@ -89,12 +89,35 @@ def _can_increment(repo: ConfigRepo, previous: str, sha: str) -> bool:
     return repo.is_ancestor(previous, sha) and ConfigItem.objects.exists()
 
 
-def secret_patterns(repo: ConfigRepo, sha: str) -> SecretPatterns:
-    """The ``.cmdb-secrets`` globs of a commit."""
+def _secrets_text(repo: ConfigRepo, sha: str) -> str:
     entry = repo.entry(sha, SECRETS_FILE)
     if entry is None or entry.type != "blob":
-        return SecretPatterns()
-    return SecretPatterns(repo.read_blob(entry.sha).decode("utf-8", errors="replace"))
+        return ""
+    return repo.read_blob(entry.sha).decode("utf-8", errors="replace")
+
+
+def secret_patterns(repo: ConfigRepo, sha: str) -> SecretPatterns:
+    """The secret rule for reading the repository at ``sha``: the one every reader uses (pages, raw,
+    diffs, search, dry runs, audits, the API).
+
+    Whether a path is secret must not depend on the revision a caller picks: an old commit made before
+    a glob was added, or a branch that deletes the glob, would otherwise show the file in clear. So a
+    path is secret when the ``.cmdb-secrets`` of ``sha`` says so, or the one on the portal's branch
+    does, or the path was ever indexed as a secret (``SecretPath``, kept for ever).
+    """
+    texts = [_secrets_text(repo, sha)]
+    try:
+        main = repo.origin_head(settings.CMDB_BRANCH)
+    except GitError:
+        main = ""
+    if main and main != sha:
+        texts.append(_secrets_text(repo, main))
+    return SecretPatterns.union(texts, paths=frozenset(SecretPath.objects.values_list("path", flat=True)))
+
+
+def remember_secret_paths(paths: Iterable[str]) -> None:
+    """Keep every path ever indexed as a secret: it stays secret at every revision from now on."""
+    SecretPath.objects.bulk_create([SecretPath(path=p) for p in paths], ignore_conflicts=True, batch_size=500)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -374,7 +397,8 @@ def _write(
             row.last_commit_id = commit_id or row.last_commit_id
             row.artifact_count = len(content.files)
             updated.append(row)
-        docs.append((pk, ref.name, ref.path, readme[2]))
+        # A key pasted into a README is masked on the page; it must not be findable by search either.
+        docs.append((pk, ref.name, ref.path, mask_text(readme[2])))
 
     _insert(ConfigItem, CI_FIELDS, new_rows)
     if new_rows:
@@ -413,6 +437,7 @@ def _write(
         warning_rows.extend((pk, *w, "") for w in warnings)
     _insert(Artifact, ARTIFACT_FIELDS, artifacts)
     _insert(LintWarning, WARNING_FIELDS, warning_rows)
+    remember_secret_paths(row[1] for row in artifacts if row[7])
     search.replace_documents(docs)
 
 

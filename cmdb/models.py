@@ -95,6 +95,17 @@ class ConfigItem(models.Model):
         return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
+class SecretPath(models.Model):
+    """A path once indexed as a secret. Kept for ever: it stays secret at every revision, whatever the
+    ``.cmdb-secrets`` of the revision a caller picks says (see ``indexer.secret_patterns``)."""
+
+    path = models.CharField(max_length=1000, unique=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.path
+
+
 class Artifact(models.Model):
     """A file of a CI at the indexed commit."""
 

@@ -34,19 +34,25 @@ def _name_is_secret(name: str) -> bool:
 
 
 class SecretPatterns:
-    """The globs of a ``.cmdb-secrets`` file, compiled once per index run."""
+    """The globs of one or more ``.cmdb-secrets`` files, plus paths known to be secret, compiled once
+    per use: ``match(path)`` is one regex call and one set lookup, however many globs."""
 
-    def __init__(self, text: str = ""):
+    def __init__(self, text: str = "", *, paths: frozenset[str] = frozenset()):
         self.patterns: list[re.Pattern[str]] = []
         for line in text.splitlines():
             line = line.strip()
             if line and not line.startswith("#"):
                 self.patterns.append(_glob_to_regex(line.lstrip("/")))
-        # One alternation: a single match call per path, however many globs (indexing asks per file).
+        self.paths = paths
         self._combined = re.compile("|".join(f"(?:{p.pattern})" for p in self.patterns)) if self.patterns else None
 
+    @classmethod
+    def union(cls, texts: list[str], *, paths: frozenset[str] = frozenset()) -> SecretPatterns:
+        """Secret in any of ``texts`` (the ``.cmdb-secrets`` of several revisions), or one of ``paths``."""
+        return cls("\n".join(texts), paths=paths)
+
     def match(self, path: str) -> bool:
-        return self._combined is not None and self._combined.match(path) is not None
+        return path in self.paths or (self._combined is not None and self._combined.match(path) is not None)
 
 
 def _glob_to_regex(glob: str) -> re.Pattern[str]:

@@ -2,11 +2,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from cmdb.gitrepo import ConfigRepo
 from tests.changes.apiutil import TEST_BRANCH, TEST_NGINX, TLS_BRANCH
+from tests.changes.dryrun_util import build_machines, build_repo
 from tests.gitutil import WorkRepo, on_branch
+from tests.services import free_port
 
 
 @pytest.fixture
@@ -100,3 +103,20 @@ def shared_branch_repo(_branch_repo_template, settings, db) -> WorkRepo:
     settings.CMDB_REPO_URL = str(repo.origin)
     settings.CMDB_CLONE_DIR = _branch_repo_template / "clone"
     return repo
+
+
+@pytest.fixture
+def dry_env(work_repo, tmp_path, settings, db):
+    """The demo-like repository on origin, a branch, the machines' live trees, an SSH identity."""
+    machines = tmp_path / "live"
+    machines.mkdir()
+    web1 = build_machines(machines)
+    settings.CMDB_LOCAL_ROOT_BASE = machines
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    (tmp_path / "id").write_bytes(key.export_private_key())
+    (tmp_path / "known_hosts").write_text("")
+    settings.CMDB_SSH_KEY = str(tmp_path / "id")
+    settings.CMDB_SSH_KNOWN_HOSTS = str(tmp_path / "known_hosts")
+    settings.CMDB_SSH_CONNECT_TIMEOUT = 3
+    branch = build_repo(work_repo, ssh_port=free_port())
+    return {"repo": work_repo, "branch": branch, "web1": web1, "machines": machines}

@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import asyncssh
 import pytest
 
 from changes import dryrun
 from changes.models import ChangeEvent, DryRunJob, MachinePlan
 from changes.services import ChangeForbidden, IllegalTransition
 from cmdb.secrets import MASK
-from tests.changes.dryrun_util import build_machines, build_repo, snapshot_tree
-from tests.services import free_port
-
-
-@pytest.fixture
-def dry_env(work_repo, tmp_path, settings, db):
-    """The demo-like repository on origin, a branch, the machines' live trees, an SSH identity."""
-    machines = tmp_path / "live"
-    machines.mkdir()
-    web1 = build_machines(machines)
-    settings.CMDB_LOCAL_ROOT_BASE = machines
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    (tmp_path / "id").write_bytes(key.export_private_key())
-    (tmp_path / "known_hosts").write_text("")
-    settings.CMDB_SSH_KEY = str(tmp_path / "id")
-    settings.CMDB_SSH_KNOWN_HOSTS = str(tmp_path / "known_hosts")
-    settings.CMDB_SSH_CONNECT_TIMEOUT = 3
-    branch = build_repo(work_repo, ssh_port=free_port())
-    return {"repo": work_repo, "branch": branch, "web1": web1, "machines": machines}
+from tests.changes.dryrun_util import snapshot_tree
 
 
 @pytest.fixture
