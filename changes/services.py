@@ -627,12 +627,12 @@ def change_diff(change: ChangeRequest, *, can_view_secrets: bool) -> list[CIDiff
         diffs = repo.diff(change.base_sha, change.head_sha)
     except GitError:
         return []
-    patterns = secret_patterns(repo, change.head_sha)
+    patterns = None if can_view_secrets else secret_patterns(repo, change.base_sha, change.head_sha)
     grouped: dict[str, list[FileDiff]] = {}
     for diff in diffs:
         owner = layout.owning_ci(diff.path)
         key = owner.path if owner else ""
-        if not can_view_secrets:
+        if patterns is not None:
             diff = mask_diff(diff, patterns)
         grouped.setdefault(key, []).append(diff)
     return [CIDiff(path, files) for path, files in sorted(grouped.items())]

@@ -240,11 +240,12 @@ class CIGroup:
 def _diff_groups(change: ChangeRequest, can_view_secrets: bool) -> tuple[list[CIGroup], str]:
     """The branch's diff grouped by CI, highlighted and masked (secrets only for those allowed)."""
     try:
-        grouped = services.change_diff(change, can_view_secrets=can_view_secrets)
+        # Unmasked here: present_diffs masks (secret files, key blocks) with the secret rule of base and
+        # head, read once for every file.
+        grouped = services.change_diff(change, can_view_secrets=True)
         flat = [f for g in grouped for f in g.files]
         if not flat:
             return [], ""
-        # One call for every file: the secret patterns of base and head are read once.
         views = browse.present_diffs(flat, revs=[change.base_sha, change.head_sha], can_view_secrets=can_view_secrets,
                                      file_rev=change.head_sha)
     except GitError as exc:

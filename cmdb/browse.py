@@ -24,7 +24,7 @@ from pygments.util import ClassNotFound
 from cmdb import indexer, services
 from cmdb.gitrepo import FileDiff, GitError
 from cmdb.markdown import sanitize
-from cmdb.secrets import MASK, SecretPatterns, has_private_key, mask_text, name_is_secret
+from cmdb.secrets import MASK, has_private_key, mask_text, name_is_secret
 
 # Above these sizes, text is shown without syntax colouring (Pygments' lexers are slow on megabytes).
 HIGHLIGHT_MAX_CHARS = 200_000
@@ -154,13 +154,6 @@ class DiffView:
     url: str | None = None  # the file's page at the new revision (None for deletions)
 
 
-def secret_patterns_at(rev: str | None) -> SecretPatterns:
-    """The ``.cmdb-secrets`` globs of one revision (none when the file is absent)."""
-    if rev is None:
-        return SecretPatterns()
-    return indexer.secret_patterns(services.get_repo(), rev)  # straight from Git: no database query
-
-
 def _blob_shas(diff: FileDiff) -> list[str]:
     match = _INDEX_LINE.search(diff.patch)
     if not match:
@@ -170,8 +163,8 @@ def _blob_shas(diff: FileDiff) -> list[str]:
 
 def secret_diff_paths(diffs: list[FileDiff], revs: Iterable[str | None]) -> set[str]:
     """Paths of the diffs that are secret on either side: by name, by ``.cmdb-secrets`` or by content."""
-    patterns = [secret_patterns_at(rev) for rev in dict.fromkeys(revs) if rev]
-    matchers: list[Callable[[str], bool]] = [name_is_secret, *(p.match for p in patterns)]
+    patterns = indexer.secret_patterns(services.get_repo(), *(rev for rev in revs if rev))
+    matchers: list[Callable[[str], bool]] = [name_is_secret, patterns.match]
     secret: set[str] = set()
     to_read: dict[str, list[str]] = {}
     for diff in diffs:

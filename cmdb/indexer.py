@@ -96,22 +96,21 @@ def _secrets_text(repo: ConfigRepo, sha: str) -> str:
     return repo.read_blob(entry.sha).decode("utf-8", errors="replace")
 
 
-def secret_patterns(repo: ConfigRepo, sha: str) -> SecretPatterns:
-    """The secret rule for reading the repository at ``sha``: the one every reader uses (pages, raw,
-    diffs, search, dry runs, audits, the API).
+def secret_patterns(repo: ConfigRepo, *shas: str) -> SecretPatterns:
+    """The secret rule for reading the repository at ``shas`` (both sides of a diff): the one every
+    reader uses (pages, raw, diffs, search, dry runs, audits, the API).
 
     Whether a path is secret must not depend on the revision a caller picks: an old commit made before
     a glob was added, or a branch that deletes the glob, would otherwise show the file in clear. So a
-    path is secret when the ``.cmdb-secrets`` of ``sha`` says so, or the one on the portal's branch
-    does, or the path was ever indexed as a secret (``SecretPath``, kept for ever).
+    path is secret when the ``.cmdb-secrets`` of any of ``shas`` says so, or the one on the portal's
+    branch does, or the path was ever indexed as a secret (``SecretPath``, kept for ever). One
+    database query, whatever the number of revisions.
     """
-    texts = [_secrets_text(repo, sha)]
     try:
         main = repo.origin_head(settings.CMDB_BRANCH)
     except GitError:
         main = ""
-    if main and main != sha:
-        texts.append(_secrets_text(repo, main))
+    texts = [_secrets_text(repo, sha) for sha in dict.fromkeys([*shas, main]) if sha]
     return SecretPatterns.union(texts, paths=frozenset(SecretPath.objects.values_list("path", flat=True)))
 
 

@@ -725,7 +725,7 @@ def test_detail_costs_a_fixed_number_of_queries(synced, tls_branch, make_change,
         response = client.get(change.get_absolute_url())
     assert len(response.context["conflicts"]["same_ci"]) == 3 and len(response.context["conflicts"]["freezes"]) == 2
     # without a window, the three window queries are skipped
-    assert _detail_queries(client, make_change(tls_branch).get_absolute_url()) == 16
+    assert _detail_queries(client, make_change(tls_branch).get_absolute_url()) == 17
 
 
 def test_viewer_without_groups_still_gets_pages(db, django_user_model, synced, client_for):
