@@ -95,6 +95,17 @@ class ConfigItem(models.Model):
         return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
+class WebhookDelivery(models.Model):
+    """A push-webhook delivery already acted on, by delivery id and by body digest: a replayed
+    delivery is answered without another sync. Rows older than ``CMDB_WEBHOOK_REPLAY_DAYS`` are pruned."""
+
+    key = models.CharField(max_length=200, unique=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return self.key
+
+
 class SecretPath(models.Model):
     """A path once indexed as a secret. Kept for ever: it stays secret at every revision, whatever the
     ``.cmdb-secrets`` of the revision a caller picks says (see ``indexer.secret_patterns``)."""

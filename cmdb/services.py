@@ -14,7 +14,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -22,7 +22,7 @@ from cmdb import indexer, layout
 from cmdb.gitrepo import CommitInfo, ConfigRepo, GitError, TreeEntry, UnknownRevision
 from cmdb.indexer import index_commit
 from cmdb.markdown import render_markdown
-from cmdb.models import Commit, ConfigItem, SyncRun, SyncState
+from cmdb.models import Commit, ConfigItem, SyncRun, SyncState, WebhookDelivery
 from cmdb.secrets import SECRETS_FILE, is_secret
 from cmdb.signals import index_updated
 
@@ -369,3 +369,18 @@ def commit_info(rev: str) -> CommitInfo:
 def recent_commits(limit: int = 10) -> list[CommitInfo]:
     sha = indexed_sha()
     return get_repo().log(sha, max_count=limit) if sha else []
+
+
+def webhook_delivery_record(*, keys: list[str]) -> bool:
+    """Remember a push-webhook delivery by its keys (delivery id, body digest): True the first time,
+    False for a replay of any of them. Deliveries older than ``CMDB_WEBHOOK_REPLAY_DAYS`` are forgotten."""
+    cutoff = timezone.now() - timedelta(days=settings.CMDB_WEBHOOK_REPLAY_DAYS)
+    try:
+        with transaction.atomic():
+            WebhookDelivery.objects.filter(received_at__lt=cutoff).delete()
+            if WebhookDelivery.objects.filter(key__in=keys).exists():
+                return False
+            WebhookDelivery.objects.bulk_create([WebhookDelivery(key=k[:200]) for k in dict.fromkeys(keys)])
+    except IntegrityError:
+        return False  # the same delivery twice at the same moment: the other one is acted on
+    return True

@@ -7,6 +7,7 @@ stops the process at start-up instead of surfacing as odd behaviour later.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -107,3 +108,14 @@ def database_from_url(url: str) -> dict:
         "OPTIONS": options,
         "CONN_MAX_AGE": 60,
     }
+
+
+_RATE_RE = re.compile(r"^[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)$")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A DRF throttle rate such as ``60/min``; a typo would otherwise surface as a 500 on the first request."""
+    value = env_str(name, default)
+    if not _RATE_RE.match(value):
+        raise ImproperlyConfigured(f"{name}={value!r}: expected <number>/<s|min|hour|day>, e.g. 60/min.")
+    return value

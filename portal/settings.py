@@ -3,12 +3,22 @@ variables (see README, "Configuration"), read through ``portal.env`` helpers tha
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from portal.env import database_from_url, env_bool, env_crontab, env_int, env_list, env_path, env_str
+from portal.env import (
+    database_from_url,
+    env_bool,
+    env_crontab,
+    env_int,
+    env_list,
+    env_path,
+    env_rate,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -27,6 +37,8 @@ CMDB_REPO_URL = env_str("CMDB_REPO_URL")
 CMDB_BRANCH = env_str("CMDB_BRANCH", "main")
 CMDB_CLONE_DIR = CMDB_DATA_DIR / "repo"
 CMDB_WEBHOOK_SECRET = env_str("CMDB_WEBHOOK_SECRET")
+# A signed delivery is acted on once: its id and body digest are remembered this long.
+CMDB_WEBHOOK_REPLAY_DAYS = env_int("CMDB_WEBHOOK_REPLAY_DAYS", 7, minimum=1)
 CMDB_SYNC_INTERVAL = env_int("CMDB_SYNC_INTERVAL", 300, minimum=10)
 # Files above this size are shown truncated in the browser, with a download link.
 CMDB_MAX_VIEW_BYTES = env_int("CMDB_MAX_VIEW_BYTES", 1024 * 1024, minimum=1024)
@@ -80,6 +92,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_celery_results",
     "django_celery_beat",
+    "axes",
     "cmdb",
     "changes",
     "audits",
@@ -96,6 +109,13 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses logins while an account or address is locked out
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -138,6 +158,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
+
+# --- failed logins (django-axes): per account and, separately, per client address -------------------
+AXES_FAILURE_LIMIT = env_int("CMDB_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+CMDB_LOGIN_COOLOFF_MINUTES = env_int("CMDB_LOGIN_COOLOFF_MINUTES", 15, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=CMDB_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # one log line per lockout is enough; not a banner at every start
+AXES_LOCKOUT_CALLABLE = "portal.auth.locked_out"
+# The client address is REMOTE_ADDR unless the portal is told how many proxies sit in front of it:
+# otherwise anyone could pick an X-Forwarded-For per attempt and never be locked out.
+CMDB_TRUSTED_PROXY_COUNT = env_int("CMDB_TRUSTED_PROXY_COUNT", 0, minimum=0)
+if CMDB_TRUSTED_PROXY_COUNT:
+    AXES_IPWARE_PROXY_COUNT = CMDB_TRUSTED_PROXY_COUNT
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+else:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 LOGIN_REDIRECT_URL = "cmdb:home"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -182,16 +219,28 @@ LOGGING = {
 # --- REST API ----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "portal.throttling.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["portal.throttling.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "portal.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # Anonymous callers and callers with a wrong token per address, signed-in callers per user;
+    # answered 429 with Retry-After (portal.throttling).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_rate("CMDB_API_RATE_ANON", "60/min"),
+        "user": env_rate("CMDB_API_RATE_USER", "1200/min"),
+        "failed_token": env_rate("CMDB_API_RATE_FAILED_TOKEN", "20/min"),
+    },
+    "NUM_PROXIES": CMDB_TRUSTED_PROXY_COUNT or None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "CM portal API",
@@ -220,6 +269,13 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery --------------------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
+# The cache holds the API throttles' counters: it must be shared by every web process. Redis when
+# there is one; otherwise files in the data directory (one host, no server: the demo).
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": str(CMDB_DATA_DIR / "cache")}}
 CELERY_QUEUE_DIR = CMDB_DATA_DIR / "queue"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL

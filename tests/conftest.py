@@ -33,6 +33,9 @@ def _isolated_data_dir(settings, tmp_path):
     from portal.celery import app
 
     app.conf.task_always_eager = True
+    from django.core.cache import cache
+
+    cache.clear()  # throttle counters: every test starts with a full allowance
     yield
 
 

@@ -117,7 +117,9 @@ class StatusSerializer(serializers.Serializer):
 
 
 class WebhookResponseSerializer(serializers.Serializer):
-    status = serializers.CharField(help_text='"queued" (a sync was asked for) or "pong".')
+    status = serializers.ChoiceField(choices=["queued", "pong", "duplicate"],
+                                     help_text='"queued" (a sync was asked for), "pong", or "duplicate" (a replay: nothing done).')
+    detail = serializers.CharField(required=False)
     event = serializers.CharField(allow_null=True, required=False)
     ref = serializers.CharField(allow_null=True, required=False, help_text="The pushed ref, as the payload says.")
     branch = serializers.CharField(allow_null=True, required=False, help_text="The pushed branch, if a branch.")

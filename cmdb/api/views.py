@@ -11,8 +11,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.exceptions import ParseError
-from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from cmdb import search, services
@@ -112,7 +113,7 @@ class IsStaffOrReadOnly(BasePermission):
 class SyncView(APIView):
     """The state of the index and the last syncs; staff can ask for a sync."""
 
-    permission_classes = [IsAuthenticated, IsStaffOrReadOnly]
+    permission_classes = [*api_settings.DEFAULT_PERMISSION_CLASSES, IsStaffOrReadOnly]
 
     @extend_schema(summary="Sync state and the last 10 syncs", responses={200: SyncStateSerializer})
     def get(self, request):

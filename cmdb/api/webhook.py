@@ -70,11 +70,13 @@ class PushWebhookView(APIView):
                              description="GitHub: sha256=<HMAC-SHA256 hex of the body with the secret>."),
             OpenApiParameter("X-Gitlab-Token", OpenApiTypes.STR, OpenApiParameter.HEADER,
                              description="GitLab: the secret itself."),
+            OpenApiParameter("X-GitHub-Delivery", OpenApiTypes.STR, OpenApiParameter.HEADER,
+                             description="GitHub's delivery id (GitLab: X-Gitlab-Event-UUID): a replay is not acted on."),
             OpenApiParameter("X-GitHub-Event", OpenApiTypes.STR, OpenApiParameter.HEADER,
                              description='"ping" is answered with pong; anything else triggers a sync.'),
         ],
         responses={
-            200: OpenApiResponse(WebhookResponseSerializer, description="pong"),
+            200: OpenApiResponse(WebhookResponseSerializer, description="pong, or a replayed delivery (nothing done)"),
             202: OpenApiResponse(WebhookResponseSerializer, description="a sync was asked for"),
             400: OpenApiResponse(ErrorSerializer, description="malformed JSON"),
             403: OpenApiResponse(ErrorSerializer, description="missing or wrong signature"),
@@ -87,6 +89,13 @@ class PushWebhookView(APIView):
         if not secret:
             return Response({"detail": "The push webhook is disabled: set CMDB_WEBHOOK_SECRET to enable it."},
                             status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        # Everything that can be refused without the body is refused before reading it: an
+        # unauthenticated caller never makes the portal read megabytes.
+        refused = Response({"detail": "Missing or wrong webhook signature."}, status=status.HTTP_403_FORBIDDEN)
+        github = request.headers.get("X-Hub-Signature-256", "")
+        gitlab = request.headers.get("X-Gitlab-Token", "")
+        if not github and not (gitlab and hmac.compare_digest(gitlab.encode(), secret.encode())):
+            return refused
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -97,11 +106,19 @@ class PushWebhookView(APIView):
         if len(body) > WEBHOOK_MAX_BYTES:
             return Response({"detail": "The body is too large."}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         if not _signature_ok(request, body, secret):
-            return Response({"detail": "Missing or wrong webhook signature."}, status=status.HTTP_403_FORBIDDEN)
+            return refused
         data = _payload(request, body)
         event = request.headers.get("X-GitHub-Event") or request.headers.get("X-Gitlab-Event")
         if event == "ping":
             return Response({"status": "pong", "event": event})
+        # A signed delivery is acted on once. GitHub's signature covers the body only, so the body's
+        # digest is remembered as well as the delivery id (a replay may come with a new id).
+        keys = ["body:" + hashlib.sha256(body).hexdigest()]
+        delivery = request.headers.get("X-GitHub-Delivery") or request.headers.get("X-Gitlab-Event-UUID")
+        if delivery:
+            keys.append("id:" + delivery.strip())
+        if not services.webhook_delivery_record(keys=keys):
+            return Response({"status": "duplicate", "event": event, "detail": "This delivery was received already."})
         ref = data.get("ref") if isinstance(data.get("ref"), str) else None
         branch = ref.removeprefix("refs/heads/") if ref and ref.startswith("refs/heads/") else None
         services.sync_request(trigger="webhook")
