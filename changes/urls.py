@@ -8,6 +8,7 @@ from django.urls import path, re_path
 
 from changes import views
 from cmdb import converters  # noqa: F401 (registers the id converter)
+from cmdb.converters import ID_REGEX
 
 app_name = "changes"
 
@@ -17,7 +18,7 @@ urlpatterns = [
     path("<id:pk>/", views.change_detail, name="change_detail"),
     path("<id:pk>/edit/", views.change_edit, name="change_edit"),
     path("<id:pk>/comment/", views.change_comment, name="change_comment"),
-    re_path(rf"^(?P<pk>[0-9]+)/(?P<action>{'|'.join(views.ACTIONS)})/$", views.change_action, name="change_action"),
+    re_path(rf"^(?P<pk>{ID_REGEX})/(?P<action>{'|'.join(views.ACTIONS)})/$", views.change_action, name="change_action"),
     path("baselines/", views.baseline_list, name="baseline_list"),
     path("baselines/new/", views.baseline_create, name="baseline_create"),
     path("baselines/compare/", views.baseline_compare, name="baseline_compare"),

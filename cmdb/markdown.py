@@ -17,6 +17,7 @@ import markdown as md
 import nh3
 from markdown.extensions import Extension
 from markdown.treeprocessors import Treeprocessor
+from pygments.token import STANDARD_TYPES
 
 from cmdb.layout import README, safe_repo_path
 
@@ -34,14 +35,25 @@ ALLOWED_ATTRIBUTES = {
     "th": {"align", "colspan", "rowspan"},
     "td": {"align", "colspan", "rowspan"},
     "h1": {"id"}, "h2": {"id"}, "h3": {"id"}, "h4": {"id"}, "h5": {"id"}, "h6": {"id"},
-    "span": {"class"},
-    "div": {"class"},
-    "code": {"class"},
-    "pre": {"class"},
     "input": {"type", "checked", "disabled"},
     "ol": {"start"},
 }
 URL_SCHEMES = {"http", "https", "mailto"}
+# Classes a README may carry: only the highlighter's own. Any other class (e.g. Bootstrap's
+# position-fixed w-100 h-100) could lay README content over the portal's page and fake it.
+ALLOWED_CLASSES = {
+    "div": {"highlight"},
+    "span": {name for name in STANDARD_TYPES.values() if name},
+}
+# Every id a README carries starts with this, so it can never be one of the page's own ids; in-page
+# links are rewritten to match.
+ID_PREFIX = "md-"
+
+
+def _attribute_filter(element: str, attribute: str, value: str) -> str | None:
+    if attribute == "href" and len(value) > 1 and value[0] == "#" and not value.startswith("#" + ID_PREFIX):
+        return "#" + ID_PREFIX + value[1:]
+    return value
 
 
 class _LinkRewriter(Treeprocessor):
@@ -93,6 +105,9 @@ def sanitize(html: str) -> str:
         html,
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
+        allowed_classes=ALLOWED_CLASSES,
+        id_prefix=ID_PREFIX,
+        attribute_filter=_attribute_filter,
         url_schemes=URL_SCHEMES,
         link_rel="noopener noreferrer nofollow",
         strip_comments=True,
@@ -127,4 +142,4 @@ def _slugify(value: str, separator: str) -> str:
     from markdown.extensions.toc import slugify_unicode
 
     # A prefix keeps heading ids from clobbering the page's own element ids.
-    return "md-" + slugify_unicode(value, separator)
+    return ID_PREFIX + slugify_unicode(value, separator)

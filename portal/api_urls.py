@@ -14,7 +14,8 @@ from django.contrib.auth.decorators import login_not_required, login_required
 from django.http import JsonResponse
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from csp.decorators import csp_update
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 from rest_framework.settings import api_settings
 
@@ -46,6 +47,8 @@ def api_not_found(request, *args, **kwargs):
     return JsonResponse({"detail": "Not found."}, status=404)
 
 
+DOCS_CSP = csp_update({"style-src": ["'unsafe-inline'"], "worker-src": ["blob:"]})
+
 router = ApiRouter()
 app_patterns: list = []
 app_patterns += cmdb_api.register(router)
@@ -62,10 +65,14 @@ urlpatterns = [
         login_not_required(SpectacularAPIView.as_view(permission_classes=api_settings.DEFAULT_PERMISSION_CLASSES)),
         name="api-schema",
     ),
-    path("docs/", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
+    # Swagger UI's split view loads its start-up script from a URL, not inline; both UIs style their
+    # elements inline, so these two pages (only) allow inline styles and Redoc's blob: worker.
+    path("docs/", login_required(DOCS_CSP(SpectacularSwaggerSplitView.as_view(url_name="api-schema"))),
+         name="api-docs"),
     path(
         "redoc/",
-        login_required(SpectacularRedocView.as_view(url_name="api-schema", template_name="cmdb/api/redoc.html")),
+        login_required(DOCS_CSP(SpectacularRedocView.as_view(url_name="api-schema",
+                                                             template_name="cmdb/api/redoc.html"))),
         name="api-redoc",
     ),
     # Keep last: anything else under /api/ is a JSON 404, never an HTML page.

@@ -128,3 +128,12 @@ def client_for(client):
         return c
 
     return make
+
+
+@pytest.fixture
+def browser():
+    """A headless system Chromium for the real-browser tests (see tests/changes/browser.py)."""
+    from tests.changes.browser import launch_chromium
+
+    with launch_chromium() as chromium:
+        yield chromium

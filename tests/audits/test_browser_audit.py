@@ -19,7 +19,6 @@ import pytest
 from audits.models import AuditRun, Finding, MachineStatus, ManualCheck
 from changes.models import ChangeRequest
 from tests.changes.browser import Session
-from tests.changes.conftest import browser  # noqa: F401 - the fixture, shared with the change tests
 from tests.changes.dryrun_util import snapshot_tree
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

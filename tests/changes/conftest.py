@@ -41,15 +41,6 @@ def make_change(requester):
 
 
 @pytest.fixture
-def browser():
-    """A headless system Chromium for the real-browser tests (see tests/changes/browser.py)."""
-    from tests.changes.browser import launch_chromium
-
-    with launch_chromium() as chromium:
-        yield chromium
-
-
-@pytest.fixture
 def approver2(db, django_user_model):
     from django.contrib.auth.models import Group
 

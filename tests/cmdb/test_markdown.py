@@ -56,3 +56,39 @@ def test_tables_fenced_code_highlighting_and_toc_ids():
 
 def test_without_a_resolver_relative_links_are_neutralised():
     assert 'href="#"' in render_markdown("[x](other/README.md)")
+
+
+OVERLAY = '<div class="position-fixed top-0 start-0 w-100 h-100 bg-white">Fake login</div>'
+
+
+@pytest.mark.parametrize("hostile", [
+    OVERLAY,
+    '<span class="position-absolute top-0 w-100 h-100 modal-backdrop show">x</span>',
+    '<div class="highlight fixed-top">x</div>',
+    '<p style="position:fixed;top:0;left:0;width:100%;height:100%">x</p>',
+    '<pre class="position-fixed">x</pre>',
+    '<code class="position-fixed">x</code>',
+])
+def test_readme_html_cannot_position_itself_over_the_page(hostile):
+    html = render_markdown(hostile)
+    for word in ("position-", "fixed", "top-0", "w-100", "h-100", "modal", "style="):
+        assert word not in html, (word, html)
+
+
+def test_highlighter_classes_survive_and_nothing_else():
+    html = render_markdown("```python\nimport os\n```\n")
+    assert 'class="highlight"' in html and '<span class="kn">' in html
+
+
+@pytest.mark.parametrize("raw", ['<h2 id="portal-nav">x</h2>', '<h3 id="main">x</h3>', '<h1 id="csrf">x</h1>'])
+def test_every_id_is_prefixed_so_no_readme_element_takes_a_page_id(raw):
+    html = render_markdown(raw)
+    assert 'id="md-' in html
+    for page_id in ('id="portal-nav"', 'id="main"', 'id="csrf"'):
+        assert page_id not in html
+
+
+def test_in_page_anchors_follow_the_prefixed_ids():
+    html = render_markdown('# Install\n\n[go](#install) <a href="#install">raw</a> <h2 id="x">X</h2> [x](#x)')
+    assert 'id="md-install"' in html and 'id="md-x"' in html
+    assert html.count('href="#md-install"') == 2 and 'href="#md-x"' in html
