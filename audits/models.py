@@ -54,6 +54,7 @@ class AuditRun(models.Model):
     machines_missing = models.JSONField(default=list, blank=True, help_text="Machines not done (incomplete run)")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    progress_at = models.DateTimeField(null=True, blank=True, help_text="When a batch was last stored")
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     # Figures stored when the run finishes: {"files": n, "in_sync": n, "compliance": pct,

@@ -167,7 +167,8 @@ def audit_begin(*, run_id: int) -> list[list[str]]:
         if run is None or run.state != State.QUEUED:
             return []
         run.state, run.started_at = State.RUNNING, timezone.now()
-        run.save(update_fields=["state", "started_at"])
+        run.progress_at = run.started_at
+        run.save(update_fields=["state", "started_at", "progress_at"])
         machines = list(run.machines)
     if not machines:
         _finish(run_id)
@@ -322,11 +323,27 @@ def _carry_over(findings: list[Finding]) -> None:
 
 
 def _store(run: AuditRun, outcomes: list[_Outcome]) -> None:
-    """Write a batch's results, findings, manual checks and machine statuses in one transaction."""
+    """Write a batch's results, findings, manual checks and machine statuses in one transaction; nothing
+    when the run finished meanwhile (closed by the reaper): a finished run is never written into."""
+    try:
+        _store_running(run, outcomes)
+    except _RunClosed:
+        log.warning("audit %s: a batch of %d machine(s) finished after the run was closed; discarded",
+                    run.pk, len(outcomes))
+
+
+class _RunClosed(Exception):
+    pass
+
+
+def _store_running(run: AuditRun, outcomes: list[_Outcome]) -> None:
     now = timezone.now()
     due = _next_month(timezone.localtime(run.created_at).date())
     findings = [f for o in outcomes for f in o.findings]
     with transaction.atomic():
+        # The row lock orders this batch against the reaper: whoever comes second sees the other's state.
+        if not AuditRun.objects.select_for_update().filter(pk=run.pk, state=State.RUNNING).exists():
+            raise _RunClosed
         _carry_over(findings)
         results = []
         for o in outcomes:
@@ -364,7 +381,7 @@ def _store(run: AuditRun, outcomes: list[_Outcome]) -> None:
             update_fields=["environment", "last_result", "last_audit_at", "status", "reason", "compliance",
                            "files_total", "files_in_sync", "open_findings"],
         )
-        AuditRun.objects.filter(pk=run.pk).update(machines_done=F("machines_done") + len(results))
+        AuditRun.objects.filter(pk=run.pk).update(machines_done=F("machines_done") + len(results), progress_at=now)
 
 
 def _next_month(day: date) -> date:
@@ -426,12 +443,13 @@ def audit_fail_machines(*, run_id: int, machine_paths: list[str], reason: str) -
 
 
 def audit_reap_stale() -> int:
-    """Runs left running (or queued) far longer than their batches may take lost their worker:
-    closed as incomplete, with the machines not done listed (what was stored is kept)."""
+    """Close runs that stopped making progress (no batch stored for longer than twice a batch's time
+    limit: a lost batch is redelivered well within that) as incomplete, with the machines not done
+    listed; what was stored is kept. A run still storing batches is never reaped, however long."""
     limit = timedelta(seconds=2 * settings.CMDB_AUDIT_TIME_LIMIT)
     now = timezone.now()
     stale = list(AuditRun.objects.filter(
-        Q(state=State.RUNNING, started_at__lt=now - limit) | Q(state=State.QUEUED, created_at__lt=now - 12 * limit)
+        Q(state=State.RUNNING, progress_at__lt=now - limit) | Q(state=State.QUEUED, created_at__lt=now - 12 * limit)
     ).values_list("pk", flat=True))
     reaped = 0
     for pk in stale:

@@ -7,6 +7,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from audits import services
+from portal.tasks import RETRIES, TRANSIENT, retry_later
 
 
 @shared_task(name="audits.tasks.audit_dispatch", acks_late=True, reject_on_worker_lost=True)
@@ -19,16 +20,20 @@ def audit_dispatch(run_id: int) -> int:
 
 
 @shared_task(
+    bind=True,
     name="audits.tasks.audit_batch",
     acks_late=True,
     reject_on_worker_lost=True,
     soft_time_limit=settings.CMDB_AUDIT_SOFT_TIME_LIMIT,
     time_limit=settings.CMDB_AUDIT_TIME_LIMIT,
+    max_retries=RETRIES,
 )
-def audit_batch(run_id: int, machines: list[str]) -> None:
-    """Audit a batch of machines (a redelivered batch skips machines already stored)."""
+def audit_batch(self, run_id: int, machines: list[str]) -> None:
+    """Audit a batch of machines (a redelivered or retried batch skips machines already stored)."""
     try:
         services.audit_run_batch(run_id=run_id, machine_paths=machines)
+    except TRANSIENT as exc:
+        retry_later(self, exc)
     except SoftTimeLimitExceeded:
         services.audit_fail_machines(
             run_id=run_id, machine_paths=machines,

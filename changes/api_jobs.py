@@ -86,8 +86,11 @@ class DryRunJobSerializer(serializers.Serializer):
     machines = serializers.ListField(child=serializers.CharField())
     machines_total = serializers.IntegerField()
     machines_done = serializers.IntegerField()
+    machines_missing = serializers.ListField(child=serializers.CharField(),
+                                             help_text="Machines without a plan (an incomplete job)")
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
+    progress_at = serializers.DateTimeField(allow_null=True, help_text="When a plan was last stored")
     finished_at = serializers.DateTimeField(allow_null=True)
     error = serializers.CharField(allow_blank=True)
     plans = MachinePlanSerializer(many=True, source="plans.all")

@@ -165,13 +165,17 @@ def dryrun_begin(*, job_id: int) -> list[list[str]]:
         if job is None or job.state != State.QUEUED:
             return []
         job.state = State.RUNNING
-        job.started_at = timezone.now()
-        job.save(update_fields=["state", "started_at"])
+        job.started_at = job.progress_at = timezone.now()
+        job.save(update_fields=["state", "started_at", "progress_at"])
         _log(job.pk, "Started.")
         if not job.machines:
             _finish(job.pk)
             return []
         return batches(list(job.machines))
+
+
+class _JobClosed(Exception):
+    """The job finished while a batch was storing a plan: the plan is rolled back."""
 
 
 def _finish(job_id: int) -> None:
@@ -184,19 +188,24 @@ def _finish(job_id: int) -> None:
 
 def _save_plan(job_id: int, machine_path: str, status: str, *, reason: str = "", items: list | None = None,
                reload: list | None = None) -> bool:
-    """Store one machine's plan and count it; False when it was already stored (a redelivered batch)."""
+    """Store one machine's plan and count it; False when it was already stored (a redelivered batch) or
+    the job is no longer running (cancelled, or closed by the reaper): a finished job is never written."""
+    now = timezone.now()
     try:
         with transaction.atomic():
             MachinePlan.objects.create(job_id=job_id, machine_path=machine_path, status=status, reason=reason,
-                                       items=items or [], reload=reload or [], finished_at=timezone.now())
-            DryRunJob.objects.filter(pk=job_id).update(machines_done=F("machines_done") + 1)
+                                       items=items or [], reload=reload or [], finished_at=now)
+            counted = DryRunJob.objects.filter(pk=job_id, state=State.RUNNING).update(
+                machines_done=F("machines_done") + 1, progress_at=now)
+            if not counted:
+                raise _JobClosed
             level = "info" if status in (Status.PLANNED, Status.MANUAL) else "warning"
             summary = reason.splitlines()[0] if reason else ""
             if status == Status.PLANNED:
                 counts = planner.summarize(items or [])
                 summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n and k != "unchanged") or "no changes"
             _log(job_id, f"{machine_path}: {status}" + (f" ({summary})" if summary else ""), level)
-    except IntegrityError:
+    except (IntegrityError, _JobClosed):
         return False
     _finish(job_id)
     return True
@@ -291,19 +300,26 @@ def dryrun_fail_machines(*, job_id: int, machine_paths: list[str], reason: str) 
 
 
 def dryrun_reap_stale() -> int:
-    """Jobs left running (or queued) far longer than a batch may take died with their worker: failed."""
+    """Close jobs that stopped making progress: no plan stored for longer than twice a batch's time
+    limit (a lost batch is redelivered well within that). What was planned is kept; the machines
+    without a plan are named. A job still storing plans is never reaped, however long it runs."""
     limit = timedelta(seconds=2 * settings.CMDB_DRY_RUN_TIME_LIMIT)
     now = timezone.now()
-    stale = list(DryRunJob.objects.filter(state=State.RUNNING, started_at__lt=now - limit).values_list("pk", flat=True))
+    stale = list(DryRunJob.objects.filter(state=State.RUNNING, progress_at__lt=now - limit).values_list("pk", flat=True))
     stale += list(DryRunJob.objects.filter(state=State.QUEUED, created_at__lt=now - 12 * limit)
                   .values_list("pk", flat=True))
     reaped = 0
     for pk in stale:
         with transaction.atomic():
-            n = DryRunJob.objects.filter(pk=pk, state__in=(State.RUNNING, State.QUEUED)).update(
-                state=State.FAILED, finished_at=now, error="worker lost"
-            )
-            if n:
-                reaped += 1
-                _log(pk, "Failed: worker lost (no progress within the time limit).", "error")
+            job = DryRunJob.objects.select_for_update().filter(pk=pk, state__in=(State.RUNNING, State.QUEUED)).first()
+            if job is None:
+                continue
+            planned = set(job.plans.values_list("machine_path", flat=True))
+            job.machines_missing = [m for m in job.machines if m not in planned]
+            job.state, job.finished_at = State.INCOMPLETE, now
+            job.error = (f"Interrupted: no progress for {int(limit.total_seconds())} s; "
+                         f"{len(job.machines_missing)} machine(s) without a plan.")
+            job.save(update_fields=["state", "finished_at", "error", "machines_missing"])
+            reaped += 1
+            _log(pk, job.error + " " + ", ".join(job.machines_missing[:50]), "error")
     return reaped

@@ -302,8 +302,9 @@ class DryRunJob(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
         CANCELLED = "cancelled"
+        INCOMPLETE = "incomplete", "incomplete (machines without a plan are listed)"
 
-    FINISHED_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+    FINISHED_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED, State.INCOMPLETE)
 
     change = models.ForeignKey(ChangeRequest, null=True, blank=True, on_delete=models.CASCADE, related_name="dry_runs")
     revision = models.CharField(max_length=40, help_text="Commit the plan is computed for")
@@ -315,8 +316,10 @@ class DryRunJob(models.Model):
     state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED, db_index=True)
     machines_total = models.PositiveIntegerField(default=0)
     machines_done = models.PositiveIntegerField(default=0)
+    machines_missing = models.JSONField(default=list, blank=True, help_text="Machines without a plan (incomplete job)")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    progress_at = models.DateTimeField(null=True, blank=True, help_text="When a plan was last stored")
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
 

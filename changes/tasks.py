@@ -7,6 +7,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from changes import dryrun
+from portal.tasks import RETRIES, TRANSIENT, retry_later
 
 
 @shared_task(name="changes.tasks.dryrun_dispatch", acks_late=True, reject_on_worker_lost=True)
@@ -19,16 +20,20 @@ def dryrun_dispatch(job_id: int) -> int:
 
 
 @shared_task(
+    bind=True,
     name="changes.tasks.dryrun_batch",
     acks_late=True,
     reject_on_worker_lost=True,
     soft_time_limit=settings.CMDB_DRY_RUN_SOFT_TIME_LIMIT,
     time_limit=settings.CMDB_DRY_RUN_TIME_LIMIT,
+    max_retries=RETRIES,
 )
-def dryrun_batch(job_id: int, machines: list[str]) -> None:
-    """Look at a batch of machines (a redelivered batch skips machines already planned)."""
+def dryrun_batch(self, job_id: int, machines: list[str]) -> None:
+    """Look at a batch of machines (a redelivered or retried batch skips machines already planned)."""
     try:
         dryrun.dryrun_run_batch(job_id=job_id, machine_paths=machines)
+    except TRANSIENT as exc:
+        retry_later(self, exc)
     except SoftTimeLimitExceeded:
         dryrun.dryrun_fail_machines(
             job_id=job_id, machine_paths=machines,

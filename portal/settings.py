@@ -299,6 +299,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery --------------------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
+CMDB_BROKER_VISIBILITY_TIMEOUT = env_int("CMDB_BROKER_VISIBILITY_TIMEOUT", 60, minimum=5)
 # The cache holds the API throttles' counters: it must be shared by every web process. Redis when
 # there is one; otherwise files in the data directory (one host, no server: the demo).
 if REDIS_URL:
@@ -309,7 +310,14 @@ else:
 CELERY_QUEUE_DIR = CMDB_DATA_DIR / "queue"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+    # A message a worker took but did not acknowledge (the worker was killed) goes back to the queue
+    # after this many seconds, for another worker: kombu's default is an hour. A batch that runs longer
+    # is delivered a second time while it runs; that costs a second look, never a second result (a
+    # batch skips what is stored, and results are unique per run and machine). A killed worker
+    # *process* is noticed at once by its parent (reject_on_worker_lost) and its batch requeued.
+    # Running workers look for such messages every 10 s (kombu: every 100 s by default).
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": CMDB_BROKER_VISIBILITY_TIMEOUT,
+                                             "unacked_restore_interval": 10, "unacked_restore_throttle": 1}
 else:
     # Embedded queue: no server at all, messages are files under the data directory.
     CELERY_BROKER_URL = "filesystem://"

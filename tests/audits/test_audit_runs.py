@@ -137,7 +137,10 @@ def test_a_run_whose_worker_died_is_closed_incomplete_with_the_machines_not_done
     run.refresh_from_db()
     assert run.state == "running" and run.machines_done == len(parts[0])
 
+    # Started long ago but still storing batches: not reaped. Reaped once progress stops.
     AuditRun.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(hours=3))
+    assert services.audit_reap_stale() == 0
+    AuditRun.objects.filter(pk=run.pk).update(progress_at=timezone.now() - timedelta(hours=3))
     assert services.audit_reap_stale() == 1
     run.refresh_from_db()
     assert run.state == "incomplete" and "worker lost" in run.error

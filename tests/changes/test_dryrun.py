@@ -158,12 +158,19 @@ def test_timed_out_batch_and_reaper(dry_env, cr, requester, settings, django_cap
 
     with django_capture_on_commit_callbacks(execute=False):
         stale = dryrun.dryrun_start(acting_user=requester, change=cr)
-    dryrun.dryrun_begin(job_id=stale.pk)
+    parts = dryrun.dryrun_begin(job_id=stale.pk)
+    dryrun.dryrun_run_batch(job_id=stale.pk, machine_paths=stale.machines[:1])  # then the worker died
     assert dryrun.dryrun_reap_stale() == 0
     DryRunJob.objects.filter(pk=stale.pk).update(started_at=timezone.now() - timedelta(hours=1))
+    assert dryrun.dryrun_reap_stale() == 0  # old, but it made progress a moment ago
+    DryRunJob.objects.filter(pk=stale.pk).update(progress_at=timezone.now() - timedelta(hours=1))
     assert dryrun.dryrun_reap_stale() == 1
     stale.refresh_from_db()
-    assert stale.state == "failed" and stale.error == "worker lost"
+    assert stale.state == "incomplete" and "without a plan" in stale.error
+    assert stale.machines_missing == stale.machines[1:] and parts
+    # A batch that arrives after the job was closed writes nothing into it.
+    dryrun.dryrun_run_batch(job_id=stale.pk, machine_paths=stale.machines[1:])
+    assert stale.plans.count() == 1
 
 
 def api_client(user):
