@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "axes",
     "csp",
+    "portal",  # the composition root: its management commands (backup, restore)
     "cmdb",
     "changes",
     "audits",

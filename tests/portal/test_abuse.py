@@ -85,26 +85,13 @@ def test_a_successful_login_resets_the_count(viewer, settings):
     assert login(c, viewer.username, PASSWORD).status_code == 302
 
 
-def _set_rates(settings, **rates):
-    from rest_framework.settings import api_settings
-    from rest_framework.throttling import SimpleRateThrottle
-
-    conf = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
-        **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], **rates}}
-    settings.REST_FRAMEWORK = conf
-    api_settings.reload()
-    SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
-
-
 @pytest.fixture
-def low_rates(settings):
-    _set_rates(settings, anon="3/min", user="5/min", failed_token="3/min")
-    yield
-    from rest_framework.settings import api_settings
+def low_rates(monkeypatch):
     from rest_framework.throttling import SimpleRateThrottle
 
-    api_settings.reload()
-    SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+    # Throttles read this class attribute when they are made: patched here, restored after the test.
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES",
+                        {**SimpleRateThrottle.THROTTLE_RATES, "anon": "3/min", "user": "5/min", "failed_token": "3/min"})
 
 
 def test_anonymous_api_callers_are_throttled_per_address(synced, low_rates):
