@@ -107,6 +107,8 @@ def database_from_url(url: str) -> dict:
         "PORT": str(parsed.port or ""),
         "OPTIONS": options,
         "CONN_MAX_AGE": 60,
+        # A connection that died (the database restarted) is noticed before a request uses it.
+        "CONN_HEALTH_CHECKS": True,
     }
 
 
