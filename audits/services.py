@@ -133,6 +133,9 @@ def audit_start(*, acting_user=None, scope: str = "", trigger: str = AuditRun.Tr
             run = AuditRun.objects.create(scope=scope, trigger=trigger, requested_by=acting_user, main_sha=sha,
                                           machines=machines, machines_total=len(machines))
             run_id = run.pk
+            change_services.record_event(actor=acting_user, action="audit-started", commit=sha,
+                                         message=f"Audit #{run_id} of {run.scope_label} ({len(machines)} machines)",
+                                         audit=run_id, scope=scope, trigger=trigger)
             transaction.on_commit(lambda: _enqueue_dispatch(run_id))
     except IntegrityError:
         active = AuditRun.objects.filter(scope=scope, state__in=AuditRun.ACTIVE_STATES).first()
@@ -474,6 +477,12 @@ def _handled(finding: Finding, user, state: str, note: str, change: ChangeReques
     finding.state, finding.note, finding.handled_by, finding.handled_at = state, note, user, timezone.now()
     finding.change = change
     finding.save(update_fields=["state", "note", "handled_by", "handled_at", "change"])
+    # Every decision a person takes on a finding is in the record, in the same transaction.
+    change_services.record_event(
+        actor=user, action=f"finding-{state}", change=change,
+        message=f"Finding #{finding.pk} ({finding.get_kind_display()} of {finding.target} on {finding.machine_path}): {state}",
+        finding=finding.pk, audit=finding.run_id, machine=finding.machine_path, target=finding.target, note=note,
+    )
     MachineStatus.objects.filter(last_result_id=finding.result_id, open_findings__gt=0).update(
         open_findings=F("open_findings") - 1
     )
@@ -602,6 +611,10 @@ def manual_check_record(*, check: ManualCheck, acting_user, state: str, note: st
         locked.state, locked.note = state, note.strip()
         locked.checked_by, locked.checked_at = acting_user, timezone.now()
         locked.save(update_fields=["state", "note", "checked_by", "checked_at"])
+        change_services.record_event(actor=acting_user, action=f"manual-check-{state}",
+                                     message=f"Manual check of {locked.machine_path} (audit #{locked.run_id}): {state}",
+                                     check=locked.pk, audit=locked.run_id, machine=locked.machine_path,
+                                     note=locked.note)
     return locked
 
 

@@ -126,6 +126,13 @@ def _event(change: ChangeRequest | None, actor, action: str, message: str = "", 
     )
 
 
+def record_event(*, actor, action: str, message: str = "", change: ChangeRequest | None = None, commit: str = "",
+                 **data) -> ChangeEvent:
+    """Write an entry of the append-only record for a decision taken elsewhere (audits: a run started,
+    a finding handled, a manual check). Call it inside the transaction that makes the decision."""
+    return _event(change, actor, action, message, commit=commit, **data)
+
+
 def _author(user) -> tuple[str, str]:
     name = user.get_full_name() or user.get_username()
     return name, user.email or f"{user.get_username()}@cm-portal.invalid"
