@@ -173,11 +173,10 @@ AXES_LOCKOUT_CALLABLE = "portal.auth.locked_out"
 # The client address is REMOTE_ADDR unless the portal is told how many proxies sit in front of it:
 # otherwise anyone could pick an X-Forwarded-For per attempt and never be locked out.
 CMDB_TRUSTED_PROXY_COUNT = env_int("CMDB_TRUSTED_PROXY_COUNT", 0, minimum=0)
+AXES_IPWARE_META_PRECEDENCE_ORDER: tuple[str, ...] = ("REMOTE_ADDR",)
 if CMDB_TRUSTED_PROXY_COUNT:
     AXES_IPWARE_PROXY_COUNT = CMDB_TRUSTED_PROXY_COUNT
     AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
-else:
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 LOGIN_REDIRECT_URL = "cmdb:home"
 LOGOUT_REDIRECT_URL = "login"
 
