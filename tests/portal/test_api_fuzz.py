@@ -21,14 +21,23 @@ BOUNDS = settings(max_examples=5, deadline=None, derandomize=True, database=None
 
 @pytest.fixture
 def api_schema(synced, viewer, staff):
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
     from rest_framework.authtoken.models import Token
 
     from portal.wsgi import application
 
+    # As Django's test client does: the WSGI handler must not close the test's connection (on
+    # PostgreSQL it holds the test's transaction) at the start and end of every request.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+
     tokens = {role: Token.objects.get_or_create(user=user)[0].key for role, user in (("viewer", viewer), ("staff", staff))}
     schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application,
                                            headers={"Authorization": f"Token {tokens['staff']}"})
-    return schema, tokens
+    yield schema, tokens
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 def _run(schema, tokens, mode, checks) -> tuple[list[str], int]:
