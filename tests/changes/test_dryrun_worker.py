@@ -50,6 +50,7 @@ def celery_worker_on(redis_url):
     app.conf.update(broker_url=redis_url, broker_transport_options={}, task_always_eager=False)
     app._pool = None
     app.amqp._producer_pool = None
+    before = _backends()
     try:
         with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
             yield app
@@ -57,18 +58,32 @@ def celery_worker_on(redis_url):
         app.conf.update(saved)
         app._pool = None
         app.amqp._producer_pool = None
-        _drop_worker_connections()
+        _drop_worker_connections(before)
 
 
-def _drop_worker_connections() -> None:
+def _backends() -> set[int]:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _drop_worker_connections(before: set[int]) -> None:
     """The worker thread's database connection (opened to store task results) dies with the thread
-    unclosed; on PostgreSQL it would keep the test database busy and its teardown would fail."""
+    unclosed; on PostgreSQL it would keep the test database busy and its teardown would fail. Only
+    connections opened while the worker ran go: others (the live server's thread, kept for the whole
+    session) must stay usable for later tests."""
     from django.db import connection
 
     if connection.vendor == "postgresql":
+        new = sorted(_backends() - before)
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            for pid in new:
+                if pid != connection.connection.info.backend_pid:
+                    cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
 
 
 def wait_finished(row, timeout: float = 90.0):
