@@ -192,6 +192,17 @@ def portal_url(kind: str, path: str, rev: str | None = None) -> str:
     return f"{url}?{urlencode({'rev': rev})}" if rev else url
 
 
+def path_url_at(path: str, sha: str) -> str:
+    """The page of ``path`` at commit ``sha``: the file's page for a file (a file's history links its
+    commits with its path), else the CI page of the folder, or of the owning CI when the path is gone."""
+    entry = get_repo().entry(sha, path)
+    if entry is not None and entry.type == "blob":
+        return portal_url("file", path, sha)
+    if entry is None and layout.ci_for_dir(path) is not None:
+        path = posixpath.dirname(path)
+    return portal_url("page", path, sha)
+
+
 def render_readme(text: str, ci_path: str, rev: str | None) -> str:
     return render_markdown(text, base_dir=ci_path, resolver=lambda kind, path: portal_url(kind, path, rev))
 
@@ -285,7 +296,8 @@ def ci_snapshot(path: str, rev: str | None) -> CISnapshot | None:
     repo = get_repo()
     recursive = ref.kind in (layout.APPLICATION, layout.COMMON_KIND)
     entries = repo.ls_tree(sha, path, recursive=recursive) if path else repo.ls_tree(sha, recursive=False)
-    if not entries:
+    # A listing of a file's path lists the file itself: a file is never a CI, at any revision.
+    if not entries or any(e.path == path for e in entries):
         return None
     patterns = indexer.secret_patterns(repo, sha)
     readme_entry = None

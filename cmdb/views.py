@@ -554,7 +554,7 @@ def commit_detail(request: HttpRequest, sha: str) -> HttpResponse:
             for p in info.parents
         ],
         "path": path,
-        "path_url": services.portal_url("page", path, info.sha) if path else None,
+        "path_url": services.path_url_at(path, info.sha) if path else None,
         "all_url": reverse("cmdb:commit_detail", kwargs={"sha": info.sha}),
         "browse_url": services.portal_url("page", "", info.sha),
         "diffs": views,
