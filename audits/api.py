@@ -18,9 +18,8 @@ from rest_framework.views import APIView
 
 from audits import queries, services
 from audits.models import AuditRun, Finding, MachineResult, ManualCheck
-from changes.api_jobs import _ErrorSerializer, _ServiceError  # one "_Error" component in the schema
-from changes.services import ChangeError
 from cmdb import converters  # noqa: F401 (registers the id converter)
+from portal.api import error_responses
 
 
 class AuditStartSerializer(serializers.Serializer):
@@ -129,22 +128,18 @@ class AuditListView(ListAPIView):
     serializer_class = AuditRunSerializer
     queryset = AuditRun.objects.select_related("requested_by")
 
-    @extend_schema(request=AuditStartSerializer, responses={202: AuditRunSerializer, 400: _ErrorSerializer,
-                                                             403: _ErrorSerializer, 409: _ErrorSerializer})
+    @extend_schema(request=AuditStartSerializer, responses={202: AuditRunSerializer, **error_responses(400, 403, 409)})
     def post(self, request):
         body = AuditStartSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            run = services.audit_start(acting_user=request.user, scope=body.validated_data["scope"],
-                                       trigger=AuditRun.Trigger.API)
-        except services.AuditError as exc:
-            raise _ServiceError(exc) from exc
+        run = services.audit_start(acting_user=request.user, scope=body.validated_data["scope"],
+                                   trigger=AuditRun.Trigger.API)
         return Response(AuditRunSerializer(run).data, status=status.HTTP_202_ACCEPTED,
                         headers={"Location": f"/api/audits/{run.pk}/"})
 
 
 class AuditDetailView(APIView):
-    @extend_schema(responses={200: AuditRunDetailSerializer, 404: _ErrorSerializer},
+    @extend_schema(responses={200: AuditRunDetailSerializer, **error_responses(404)},
                    description="A run with, per machine, its status, compliance and findings; and its manual checks.")
     def get(self, request, pk: int):
         run = get_object_or_404(AuditRun.objects.select_related("requested_by").prefetch_related(
@@ -188,28 +183,23 @@ class FindingListView(ListAPIView):
 
 
 class FindingDetailView(APIView):
-    @extend_schema(responses={200: FindingSerializer, 404: _ErrorSerializer})
+    @extend_schema(responses={200: FindingSerializer, **error_responses(404)})
     def get(self, request, pk: int):
         finding = get_object_or_404(Finding.objects.select_related("handled_by"), pk=pk)
         return Response(FindingSerializer(finding).data)
 
 
 def _finding_action(name: str, doc: str):
-    act = {"acknowledge": services.finding_acknowledge, "adopt": services.finding_adopt,
-           "restore": services.finding_restore}[name]
+    act = services.FINDING_ACTIONS[name]
 
     class FindingActionView(APIView):
         @extend_schema(request=FindingActionSerializer, description=doc, operation_id=f"findings_{name}",
-                       responses={200: FindingSerializer, 400: _ErrorSerializer, 403: _ErrorSerializer,
-                                  404: _ErrorSerializer, 409: _ErrorSerializer})
+                       responses={200: FindingSerializer, **error_responses(400, 403, 404, 409)})
         def post(self, request, pk: int):
             finding = get_object_or_404(Finding.objects.select_related("run"), pk=pk)
             body = FindingActionSerializer(data=request.data)
             body.is_valid(raise_exception=True)
-            try:
-                done = act(finding=finding, acting_user=request.user, note=body.validated_data["note"])
-            except (services.AuditError, ChangeError) as exc:
-                raise _ServiceError(exc) from exc
+            done = act(finding=finding, acting_user=request.user, note=body.validated_data["note"])
             return Response(FindingSerializer(done).data)
 
     FindingActionView.__name__ = f"Finding{name.title()}View"
@@ -228,16 +218,12 @@ class ManualCheckListView(ListAPIView):
 
 
 class ManualCheckRecordView(APIView):
-    @extend_schema(request=ManualCheckRecordSerializer, responses={200: ManualCheckSerializer, 400: _ErrorSerializer,
-                                                                    403: _ErrorSerializer, 409: _ErrorSerializer})
+    @extend_schema(request=ManualCheckRecordSerializer, responses={200: ManualCheckSerializer, **error_responses(400, 403, 409)})
     def post(self, request, pk: int):
         check = get_object_or_404(ManualCheck, pk=pk)
         body = ManualCheckRecordSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            done = services.manual_check_record(check=check, acting_user=request.user, **body.validated_data)
-        except services.AuditError as exc:
-            raise _ServiceError(exc) from exc
+        done = services.manual_check_record(check=check, acting_user=request.user, **body.validated_data)
         return Response(ManualCheckSerializer(done).data)
 
 

@@ -26,7 +26,8 @@ PROBLEM_STATUSES = ("drifted", "unreachable", "error")
 def next_scheduled_audit(*, now: datetime | None = None) -> datetime | None:
     """When the monthly audit runs next (``CMDB_AUDIT_CRONTAB`` in the portal's time zone).
 
-    Celery (like cron) requires both day-of-month and day-of-week to match; the search walks days,
+    Celery, unlike cron (which runs when either matches), requires both day-of-month and day-of-week
+    to match when both are restricted; the search walks days,
     then the crontab's hours and minutes, so it costs at most a few hundred set lookups.
     """
     schedule = crontab(**settings.CMDB_AUDIT_CRONTAB)

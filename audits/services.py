@@ -2,11 +2,11 @@
 
 Every write is a keyword-only function here, in one transaction, recording who did it. Starting a
 run writes its row (the database refuses a second active run of one scope) and queues the dispatch
-task with ``transaction.on_commit``. Batches of machines are looked at through :mod:`cmdb.transport`
-(read only: audits never write to a machine) and compared with :func:`changes.planner.plan_machine`,
-the same comparison as a dry run of main. Each batch's results land in one transaction, so a worker
-killed mid-batch loses only that batch, which is redelivered (``acks_late``) or, when the run
-outlives its time limit, listed as not done on an incomplete run.
+task with ``transaction.on_commit``. Batches of machines go through :func:`fleet.look.look_at_machines`
+(read only: audits never write to a machine), the same loop and comparison as a dry run of main.
+Each batch's results land in one transaction, so a worker killed mid-batch loses only that batch,
+which is redelivered (``acks_late``) or, when the run outlives its time limit, listed as not done on
+an incomplete run.
 """
 
 from __future__ import annotations
@@ -14,37 +14,28 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from audits.models import AuditRun, Finding, MachineResult, MachineStatus, ManualCheck, percent
-from changes import permissions, planner
+from audits.permissions import OPEN_CHANGE_DENIAL, can_acknowledge, can_check, can_open_change, can_start
 from changes import services as change_services
-from changes.dryrun import MANUAL_REASON, batches, ssh_settings
 from changes.models import ChangeRequest
 from cmdb import services as cmdb_services
-from cmdb.declared import MachineDeclaration, declared_configuration, is_machine_dir
 from cmdb.gitrepo import ConfigRepo, GitError
 from cmdb.indexer import secret_patterns
-from cmdb.transport import (
-    AuthenticationFailed,
-    HostKeyUnknown,
-    MachineSnapshot,
-    ManualMachine,
-    TransportError,
-    Unreachable,
-    stat_machines_parallel,
-)
+from fleet import look
+from fleet.declared import declared_configuration, is_machine_dir
+from fleet.transport import TransportError
+from portal.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +45,7 @@ Kind = Finding.Kind
 FState = Finding.State
 
 
-class AuditError(Exception):
+class AuditError(ServiceError):
     """Base of audit errors; ``str()`` is the message shown to users."""
 
     status = 400
@@ -68,23 +59,6 @@ class AuditConflict(AuditError):
     """Another run of the scope is active, or the finding was handled meanwhile."""
 
     status = 409
-
-
-# --- who may do what ---------------------------------------------------------------------------------
-def can_start(user) -> bool:
-    return user.is_authenticated and user.is_staff
-
-
-def can_acknowledge(user) -> bool:
-    return user.is_authenticated and permissions.is_approver(user)
-
-
-def can_open_change(user) -> bool:
-    return user.is_authenticated and permissions.is_requester(user)
-
-
-def can_check(user) -> bool:
-    return user.is_authenticated and permissions.is_requester(user)
 
 
 # --- starting ------------------------------------------------------------------------------------------
@@ -147,10 +121,14 @@ def audit_start(*, acting_user=None, scope: str = "", trigger: str = AuditRun.Tr
     return run
 
 
-def _enqueue_dispatch(run_id: int) -> None:
-    from audits import tasks
+def _tasks():
+    from audits import tasks  # the tasks call back into this module
 
-    tasks.audit_dispatch.delay(run_id)
+    return tasks
+
+
+def _enqueue_dispatch(run_id: int) -> None:
+    _tasks().audit_dispatch.delay(run_id)
 
 
 def audit_scheduled() -> AuditRun | None:
@@ -176,7 +154,7 @@ def audit_begin(*, run_id: int) -> list[list[str]]:
     if not machines:
         _finish(run_id)
         return []
-    return batches(machines, settings.CMDB_AUDIT_BATCH)
+    return look.batches(machines, settings.CMDB_AUDIT_BATCH)
 
 
 @dataclass
@@ -212,59 +190,21 @@ def _audit_machines(sha: str, machines: list[str]) -> list[_Outcome]:
     try:
         repo = cmdb_services.get_repo()
         patterns = secret_patterns(repo, sha)
-        declared = declared_configuration(repo, sha, machines=machines, local_root_base=settings.CMDB_LOCAL_ROOT_BASE,
-                                          secret_patterns=patterns)
     except GitError as exc:
         return [_Outcome(m, Status.ERROR, f"Cannot read the repository: {exc}") for m in machines]
-
-    outcomes: list[_Outcome] = []
-    looked: dict[str, MachineDeclaration] = {}
-    for machine in machines:
-        decl = declared.get(machine)
-        if decl is None:
-            outcomes.append(_Outcome(machine, Status.ERROR, f"The machine is no longer on {settings.CMDB_BRANCH}."))
-        elif decl.errors:
-            outcomes.append(_Outcome(machine, Status.ERROR, "\n".join(str(e) for e in decl.errors)))
-        elif decl.access.transport == "manual":
-            outcomes.append(_Outcome(machine, Status.MANUAL, MANUAL_REASON))
-        else:
-            looked[machine] = decl
-    if not looked:
-        return outcomes
-
-    # Every declared blob of the batch through ONE `git cat-file --batch` (a process per machine cost
-    # more than the comparison itself); blobs are shared between machines (e.g. _common sources).
-    cache = repo.read_blobs({f.blob_sha for d in looked.values() for f in d.files.values()})
-
-    def read(name: str, files: dict) -> list[str]:  # live contents worth fetching: differing text files
-        return planner.paths_to_read(looked[name], files, _declared_bytes(looked[name], cache))
-
-    snapshots = stat_machines_parallel({m: d.access for m, d in looked.items()}, {m: list(d.files) for m, d in looked.items()},
-                                       ssh_settings=ssh_settings(), read=read)
-    for machine, decl in looked.items():
-        result = snapshots.get(machine)
-        if isinstance(result, ManualMachine):
-            outcomes.append(_Outcome(machine, Status.MANUAL, MANUAL_REASON))
-        elif isinstance(result, (Unreachable, AuthenticationFailed, HostKeyUnknown)):
-            outcomes.append(_Outcome(machine, Status.UNREACHABLE, result.message))
-        elif isinstance(result, TransportError):
-            outcomes.append(_Outcome(machine, Status.ERROR, result.message))
-        elif isinstance(result, MachineSnapshot):
-            declared_bytes = _declared_bytes(decl, cache)
-            actions = planner.plan_machine(decl, None, result.files, declared_bytes, result.contents)
-            outcomes.append(_compare(machine, actions, result))
-        else:  # pragma: no cover - stat_machines_parallel answers for every machine
-            outcomes.append(_Outcome(machine, Status.ERROR, "No answer for this machine."))
-    return outcomes
+    looks = look.look_at_machines(repo, sha, machines, secret_patterns=patterns,
+                                  local_root_base=settings.CMDB_LOCAL_ROOT_BASE,
+                                  ssh_settings=look.ssh_settings_from(settings),
+                                  missing_reason=f"The machine is no longer on {settings.CMDB_BRANCH}.")
+    return [_compare(seen) if seen.status == look.PLANNED else _Outcome(seen.machine, seen.status, seen.reason)
+            for seen in looks]
 
 
-def _declared_bytes(decl: MachineDeclaration, blobs: dict[str, bytes]) -> dict[str, bytes]:
-    """The declared content of each of the machine's files, by target path."""
-    return {t: blobs[f.blob_sha] for t, f in decl.files.items() if f.blob_sha in blobs}
-
-
-def _compare(machine: str, actions: list[planner.FileAction], snapshot: MachineSnapshot) -> _Outcome:
+def _compare(seen: look.MachineLook) -> _Outcome:
     """Turn a machine's plan against main into findings: one per file and kind of drift."""
+    machine, actions = seen.machine, seen.actions
+    assert seen.snapshot is not None
+    snapshot = seen.snapshot
     env = machine.split("/", 1)[0]
     outcome = _Outcome(machine, Status.COMPLIANT)
     apps: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -408,7 +348,7 @@ def _close(run: AuditRun, state: str, *, error: str = "") -> None:
         run.machines_missing = [m for m in run.machines if m not in done]
     run.save(update_fields=["state", "finished_at", "error", "summary", "machines_missing"])
     run_id = run.pk
-    transaction.on_commit(lambda: _mail_summary(run_id))
+    transaction.on_commit(lambda: _tasks().audit_summary_mail.delay(run_id))
 
 
 def summarize(run: AuditRun) -> dict:
@@ -512,7 +452,7 @@ def finding_adopt(*, finding: Finding, acting_user, note: str = "") -> Finding:
     """Commit what is live into a new branch and open a change request with it (the repository then
     matches reality once the change is approved and released). Content and mode drift only."""
     if not can_open_change(acting_user):
-        raise AuditForbidden(permissions.denial("create"))
+        raise AuditForbidden(OPEN_CHANGE_DENIAL)
     if finding.state != FState.OPEN:
         raise AuditConflict(f"This finding is already {finding.get_state_display()}.")
     files = _adopted_files(finding)
@@ -531,7 +471,7 @@ def finding_restore(*, finding: Finding, acting_user, note: str = "") -> Finding
     """Open a change request recording the intent to re-deploy what the repository declares (its
     branch carries one empty commit; its dry run shows what the re-deploy would do)."""
     if not can_open_change(acting_user):
-        raise AuditForbidden(permissions.denial("create"))
+        raise AuditForbidden(OPEN_CHANGE_DENIAL)
     if finding.state != FState.OPEN:
         raise AuditConflict(f"This finding is already {finding.get_state_display()}.")
     branch = _branch_for("restore", finding)
@@ -582,9 +522,7 @@ def _adopted_files(finding: Finding) -> dict[str, tuple[bytes, str]]:
                                       local_root_base=settings.CMDB_LOCAL_ROOT_BASE).get(finding.machine_path)
     if declared is None or declared.errors:
         raise AuditError(f"{finding.machine_path} has no usable declaration on {finding.run.main_sha[:10]}.")
-    snapshot = stat_machines_parallel({finding.machine_path: declared.access}, {finding.machine_path: [finding.target]},
-                                      ssh_settings=ssh_settings(), read=lambda name, files: [finding.target])
-    result = snapshot[finding.machine_path]
+    result = look.read_live(declared.access, [finding.target], ssh_settings=look.ssh_settings_from(settings))
     if isinstance(result, TransportError):
         raise AuditConflict(f"Cannot read {finding.target} on {finding.machine_path}: {result.message}")
     live = result.files.get(finding.target)
@@ -618,45 +556,7 @@ def manual_check_record(*, check: ManualCheck, acting_user, state: str, note: st
     return locked
 
 
-# --- mail ----------------------------------------------------------------------------------------------
-def _mail_summary(run_id: int) -> None:
-    """The summary of a finished run to every active staff member with an address (once per run)."""
-    run = AuditRun.objects.get(pk=run_id)
-    if run.summary_mailed_at is not None:
-        return
-    recipients = sorted(set(get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="")
-                            .values_list("email", flat=True)))
-    if recipients:
-        send_mail(mail_subject(run), mail_body(run), None, recipients, fail_silently=False)
-    AuditRun.objects.filter(pk=run_id).update(summary_mailed_at=timezone.now())
-
-
-def mail_subject(run: AuditRun) -> str:
-    s = run.summary
-    compliance = "n/a" if s.get("compliance") is None else f"{s['compliance']}%"
-    statuses = s.get("statuses", {})
-    return (f"[CM portal] Audit #{run.pk} of {run.scope_label} {run.state}: {compliance} compliant, "
-            f"{statuses.get('drifted', 0)} drifted, {statuses.get('unreachable', 0)} unreachable")
-
-
-def mail_body(run: AuditRun) -> str:
-    s = run.summary
-    lines = [
-        f"Audit #{run.pk} of {run.scope_label} ({run.get_trigger_display()}), {run.state}.",
-        f"main at {run.main_sha[:10]}; {run.machines_done} of {run.machines_total} machines done.",
-        "",
-        f"{'environment':<20} {'compliance':>10} {'compliant':>9} {'drifted':>7} {'unreach.':>8} {'error':>5} "
-        f"{'manual':>6} {'findings':>8}",
-    ]
-    for env, e in s.get("environments", {}).items():
-        st = e["statuses"]
-        comp = "n/a" if e["compliance"] is None else f"{e['compliance']}%"
-        lines.append(f"{env[:20]:<20} {comp:>10} {st.get('compliant', 0):>9} {st.get('drifted', 0):>7} "
-                     f"{st.get('unreachable', 0):>8} {st.get('error', 0):>5} {st.get('manual', 0):>6} {e['findings']:>8}")
-    if run.machines_missing:
-        lines += ["", f"Not done ({len(run.machines_missing)}): " + ", ".join(run.machines_missing[:50])]
-    open_checks = run.manual_checks.filter(state=ManualCheck.State.OPEN).count()
-    if open_checks:
-        lines += ["", f"{open_checks} machine(s) configured by hand wait for a manual check this month."]
-    lines += ["", f"Details: {settings.CMDB_PUBLIC_URL.rstrip('/')}{run.get_absolute_url()}"]
-    return "\n".join(lines) + "\n"
+# What a person may decide about an open finding, by the name the forms and the API use.
+FINDING_ACTIONS: dict[str, Callable[..., Finding]] = {
+    "acknowledge": finding_acknowledge, "adopt": finding_adopt, "restore": finding_restore,
+}

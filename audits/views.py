@@ -1,7 +1,7 @@
 """Browser pages of audits: runs, findings and what to do with them, manual checks, machine status.
 
 Every page needs a login (the project's middleware); every action checks its permission in the
-service and answers 403 when refused. Reads come from stored rows (see ``audits.queries``).
+service; a refusal propagates to :class:`portal.middleware.RefusalMiddleware` (403, 409, 400). Reads come from stored rows (see ``audits.queries``).
 """
 
 from __future__ import annotations
@@ -10,28 +10,19 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Case, Count, IntegerField, Value, When
-from django.http import HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from audits import forms, queries, services
+from audits import forms, permissions, queries, services
 from audits.models import AuditRun, Finding, MachineResult, ManualCheck
-from changes.services import ChangeError
 from cmdb.browse import highlight_diff
+from portal.errors import ServiceError
 
 RUNS_PER_PAGE = 25
 RESULTS_PER_PAGE = 100
 ATTENTION_ORDER = ("drifted", "unreachable", "error", "manual", "compliant")
 FINDINGS_PER_PAGE = 50
 MACHINES_PER_PAGE = 50
-
-
-def _refused(request, exc: services.AuditError | ChangeError, back):
-    """403 for permission refusals; other refusals become a message on the page we came from."""
-    if exc.status == 403:
-        return HttpResponseForbidden(str(exc))
-    messages.error(request, str(exc))
-    return redirect(back)
 
 
 @require_GET
@@ -44,7 +35,7 @@ def audit_list(request):
     return render(request, "audits/audit_list.html", {
         "page": page,
         "form": forms.AuditStartForm(),
-        "can_start": services.can_start(request.user),
+        "can_start": permissions.can_start(request.user),
         "next_audit_at": queries.next_scheduled_audit(),
         "crontab": _crontab_text(),
         "time_zone": settings.TIME_ZONE,
@@ -60,13 +51,9 @@ def _crontab_text() -> str:
 def audit_start(request):
     form = forms.AuditStartForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Invalid scope.")
-        return redirect("audits:audit_list")
-    try:
-        run = services.audit_start(acting_user=request.user, scope=form.cleaned_data["scope"],
-                                   trigger=AuditRun.Trigger.MANUAL)
-    except services.AuditError as exc:
-        return _refused(request, exc, "audits:audit_list")
+        raise ServiceError("Invalid scope.")
+    run = services.audit_start(acting_user=request.user, scope=form.cleaned_data["scope"],
+                               trigger=AuditRun.Trigger.MANUAL)
     messages.success(request, f"Audit #{run.pk} of {run.scope_label} queued ({run.machines_total} machines).")
     return redirect(run)
 
@@ -120,8 +107,8 @@ def finding_detail(request, pk: int):
     return render(request, "audits/finding_detail.html", {
         "finding": finding,
         "diff_html": highlight_diff(finding.diff) if finding.diff and not finding.secret else "",
-        "can_acknowledge": finding.is_open and services.can_acknowledge(user),
-        "can_open_change": finding.is_open and services.can_open_change(user),
+        "can_acknowledge": finding.is_open and permissions.can_acknowledge(user),
+        "can_open_change": finding.is_open and permissions.can_open_change(user),
         "adopt_refusal": finding.adopt_refusal,
         "form": forms.FindingActionForm(),
     })
@@ -132,16 +119,11 @@ def finding_act(request, pk: int):
     finding = get_object_or_404(Finding.objects.select_related("run"), pk=pk)
     form = forms.FindingActionForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose an action.")
-        return redirect(finding)
+        raise ServiceError("Choose an action.")
     action, note = form.cleaned_data["action"], form.cleaned_data["note"]
-    act = {"acknowledge": services.finding_acknowledge, "adopt": services.finding_adopt,
-           "restore": services.finding_restore}[action]
-    try:
-        finding = act(finding=finding, acting_user=request.user, note=note)
-    except (services.AuditError, ChangeError) as exc:
-        return _refused(request, exc, finding)
-    if finding.change_id:
+    act = services.FINDING_ACTIONS[action]
+    finding = act(finding=finding, acting_user=request.user, note=note)
+    if finding.change is not None:
         messages.success(request, f"Change request #{finding.change_id} opened for this finding.")
         return redirect(finding.change)
     messages.success(request, "Finding acknowledged.")
@@ -156,7 +138,7 @@ def check_list(request):
     page = Paginator(checks, MACHINES_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "audits/check_list.html", {
         "page": page, "overdue_only": overdue_only, "form": forms.ManualCheckForm(),
-        "can_check": services.can_check(request.user),
+        "can_check": permissions.can_check(request.user),
     })
 
 
@@ -165,13 +147,9 @@ def check_record(request, pk: int):
     check = get_object_or_404(ManualCheck, pk=pk)
     form = forms.ManualCheckForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose matches or discrepancy.")
-        return redirect("audits:check_list")
-    try:
-        services.manual_check_record(check=check, acting_user=request.user, state=form.cleaned_data["state"],
-                                     note=form.cleaned_data["note"])
-    except services.AuditError as exc:
-        return _refused(request, exc, "audits:check_list")
+        raise ServiceError("Choose matches or discrepancy.")
+    services.manual_check_record(check=check, acting_user=request.user, state=form.cleaned_data["state"],
+                                 note=form.cleaned_data["note"])
     messages.success(request, f"Check of {check.machine_path} recorded.")
     return redirect("audits:check_list")
 

@@ -262,7 +262,7 @@ def stop_process_group(proc: subprocess.Popen | None) -> None:
 
 
 def one_run(client, change_id: int, timeout: float) -> dict:
-    from changes.models import DryRunJob
+    from deploys.models import DryRunJob
 
     started = time.perf_counter()
     resp = client.post(f"/api/changes/{change_id}/dry-run/", data={}, content_type="application/json")

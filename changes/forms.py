@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import cast
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -46,15 +47,15 @@ class WindowMixin:
     require_window = False
 
     def clean(self):
-        data = super().clean()  # type: ignore[misc]
+        data = super().clean()
         start, end = data.get("planned_start"), data.get("planned_end")
         if self.require_window or start or end:
-            if not start and "planned_start" not in self.errors:  # type: ignore[attr-defined]
-                self.add_error("planned_start", "Give the start of the window.")  # type: ignore[attr-defined]
-            if not end and "planned_end" not in self.errors:  # type: ignore[attr-defined]
-                self.add_error("planned_end", "Give the end of the window.")  # type: ignore[attr-defined]
+            if not start and "planned_start" not in self.errors:
+                self.add_error("planned_start", "Give the start of the window.")
+            if not end and "planned_end" not in self.errors:
+                self.add_error("planned_end", "Give the end of the window.")
         if start and end and end <= start:
-            self.add_error("planned_end", "The planned window must end after it starts.")  # type: ignore[attr-defined]
+            self.add_error("planned_end", "The planned window must end after it starts.")
         return data
 
 
@@ -267,8 +268,8 @@ class ChangeFilterForm(forms.Form):
 
     def __init__(self, data=None, *, environments: list[str] = (), requesters: list[str] = (), **kwargs):  # type: ignore[assignment]
         super().__init__(data, **kwargs)
-        self.fields["environment"].choices = [("", "Any environment"), *((e, e) for e in environments)]
-        self.fields["requester"].choices = [("", "Anyone"), *((r, r) for r in requesters)]
+        cast(forms.ChoiceField, self.fields["environment"]).choices = [("", "Any environment"), *((e, e) for e in environments)]
+        cast(forms.ChoiceField, self.fields["requester"]).choices = [("", "Anyone"), *((r, r) for r in requesters)]
         self.fields["awaiting"].widget.attrs["class"] = "form-check-input"
 
     def clean_sort(self) -> str:

@@ -1,30 +1,14 @@
 """Who may do what with change requests. One table, used by services, views, templates and the API.
 
-Roles are the groups created by cmdb's migration: ``viewers`` read, ``requesters`` propose changes,
-``approvers`` vote and release, staff administer (and may do everything except approve their own).
+Roles are :mod:`portal.roles`; staff may do everything except approve their own change requests.
 """
 
 from __future__ import annotations
 
 from changes.models import ChangeRequest
+from portal.roles import APPROVERS, REQUESTERS, VIEWERS, is_approver, is_requester, is_staff
 
-REQUESTERS, APPROVERS, VIEWERS = "requesters", "approvers", "viewers"
-
-
-def _groups(user) -> set[str]:
-    cached = getattr(user, "_cm_groups", None)
-    if cached is None:
-        cached = set(user.groups.values_list("name", flat=True)) if user.is_authenticated else set()
-        user._cm_groups = cached
-    return cached
-
-
-def is_requester(user) -> bool:
-    return user.is_staff or bool(_groups(user) & {REQUESTERS, APPROVERS})
-
-
-def is_approver(user) -> bool:
-    return user.is_staff or APPROVERS in _groups(user)
+__all__ = ["APPROVERS", "REQUESTERS", "VIEWERS", "can", "denial", "is_approver", "is_requester", "is_staff"]
 
 
 def _owner_or_staff(user, change: ChangeRequest) -> bool:
@@ -64,7 +48,3 @@ def can(user, action: str, change: ChangeRequest | None = None) -> bool:
 
 def denial(action: str) -> str:
     return MESSAGES.get(action, f"You may not {action.replace('_', ' ')} this change request.")
-
-
-def is_staff(user) -> bool:
-    return user.is_authenticated and user.is_staff

@@ -5,11 +5,12 @@ Nothing here changes a row or decides a permission: ``changes.services`` and ``c
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
 from changes import permissions
-from changes.models import Approval, ChangeRequest, UnauthorizedCommit
-from changes.services import AFTER_THE_FACT_STATES
+from changes.models import Approval, ChangeRequest, FreezePeriod, UnauthorizedCommit
 
 State = ChangeRequest.State
 
@@ -27,7 +28,7 @@ def awaiting_approval(user) -> QuerySet[ChangeRequest]:
     return (
         ChangeRequest.objects.filter(
             Q(state=State.SUBMITTED)
-            | Q(state__in=AFTER_THE_FACT_STATES, implemented_without_approval=True, approved_after_the_fact=False)
+            | Q(state__in=ChangeRequest.AFTER_THE_FACT_STATES, implemented_without_approval=True, approved_after_the_fact=False)
         )
         .filter(branch_missing=False)
         .exclude(requester=user)
@@ -57,3 +58,30 @@ def live_approvals_annotation() -> Count:
                  approvals__head_sha=F("head_sha")),
     )
 
+
+def freezes_overlapping(start: datetime, end: datetime, environments: list[str]):
+    return FreezePeriod.objects.filter(start__lt=end, end__gt=start).filter(
+        Q(environment="") | Q(environment__in=environments)
+    )
+
+
+def conflicts_for(change: ChangeRequest) -> dict[str, list]:
+    """Other open CRs touching the same CIs, and overlapping windows on the same machines."""
+    paths = list(change.impacted.values_list("path", flat=True))
+    same_ci = (
+        ChangeRequest.objects.filter(state__in=ChangeRequest.OPEN_STATES, impacted__path__in=paths)
+        .exclude(pk=change.pk).distinct().order_by("pk")
+    )
+    overlapping: list[ChangeRequest] = []
+    if change.planned_start and change.planned_end:
+        machines = [m for m in change.impacted.values_list("machine", flat=True).distinct() if m]
+        overlapping = list(
+            ChangeRequest.objects.filter(
+                state__in=ChangeRequest.OPEN_STATES, impacted__machine__in=machines,
+                planned_start__lt=change.planned_end, planned_end__gt=change.planned_start,
+            ).exclude(pk=change.pk).distinct().order_by("pk")
+        )
+    freezes = []
+    if change.planned_start and change.planned_end and change.type != ChangeRequest.Type.EMERGENCY:
+        freezes = list(freezes_overlapping(change.planned_start, change.planned_end, change.environments()))
+    return {"same_ci": list(same_ci), "overlapping_windows": overlapping, "freezes": freezes}

@@ -6,37 +6,29 @@ background work are queued with ``transaction.on_commit``.
 from __future__ import annotations
 
 import logging
-import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from changes import permissions
+from changes import impact as impacts
+from changes import permissions, queries
 from changes.models import (
     Approval,
-    ApprovalPolicy,
     Baseline,
     ChangeEvent,
     ChangeRequest,
     Comment,
-    FreezePeriod,
     ImpactedCI,
     ReleasedCommit,
     UnauthorizedCommit,
 )
-from cmdb import layout
 from cmdb import services as cmdb_services
-from cmdb.gitrepo import ConfigRepo, FileDiff, GitError, MergeConflict, PushRejected, UnknownRevision
-from cmdb.indexer import secret_patterns
-from cmdb.models import ConfigItem
-from cmdb.secrets import MASK, SecretPatterns, has_private_key, is_secret, mask_text
+from cmdb.gitrepo import ConfigRepo, GitError, MergeConflict, PushRejected, UnknownRevision
+from portal.errors import ServiceError
 
 log = logging.getLogger(__name__)
 State = ChangeRequest.State
@@ -47,7 +39,7 @@ State = ChangeRequest.State
 # ====================================================================================================
 
 
-class ChangeError(Exception):
+class ChangeError(ServiceError):
     """Base of change-control errors; ``str()`` is the message shown to users."""
 
     status = 400
@@ -88,7 +80,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "withdraw": (State.DRAFT, State.SUBMITTED, State.APPROVED, State.SCHEDULED, State.REJECTED),
 }
 EMERGENCY_IMPLEMENT_FROM = (State.DRAFT, State.SUBMITTED, State.APPROVED, State.SCHEDULED)
-AFTER_THE_FACT_STATES = (State.IMPLEMENTED, State.VERIFIED, State.CLOSED)
+AFTER_THE_FACT_STATES = ChangeRequest.AFTER_THE_FACT_STATES
 
 
 def allowed(action: str, change: ChangeRequest) -> bool:
@@ -131,6 +123,12 @@ def record_event(*, actor, action: str, message: str = "", change: ChangeRequest
     """Write an entry of the append-only record for a decision taken elsewhere (audits: a run started,
     a finding handled, a manual check). Call it inside the transaction that makes the decision."""
     return _event(change, actor, action, message, commit=commit, **data)
+
+
+def _tasks():
+    from changes import tasks  # the tasks call back into this module
+
+    return tasks
 
 
 def _author(user) -> tuple[str, str]:
@@ -213,89 +211,13 @@ def branch_discard(*, branch: str, head: str) -> None:
         log.warning("could not delete branch %s after a failure: %s", branch, exc)
 
 
-def compute_impact(repo: ConfigRepo, base: str, head: str) -> dict:
-    """Files changed between the merge base and the branch head, the CIs they belong to, and the
-    CIs one level below every changed ``_common`` folder (they depend on it)."""
-    changes = repo.changed_paths(base, head)
-    files = []
-    cis: dict[str, dict] = {}
-
-    def add(ci: layout.CIRef, reason: str, via: str = "") -> None:
-        if ci.path in cis and cis[ci.path]["reason"] == "direct":
-            return
-        parts = ci.path.split("/") if ci.path else []
-        env = parts[0] if parts and parts[0] != layout.COMMON else ""
-        machine = "/".join(parts[:2]) if len(parts) >= 2 and parts[1] != layout.COMMON else ""
-        cis[ci.path] = {"path": ci.path, "kind": ci.kind, "environment": env, "machine_path": machine,
-                        "reason": reason, "via": via}
-
-    commons: set[str] = set()
-    for change in changes:
-        owner = layout.owning_ci(change.path)
-        files.append({"path": change.path, "status": change.status, "ci": owner.path if owner else None})
-        if owner is None:
-            continue
-        add(owner, "direct")
-        if owner.kind == layout.COMMON_KIND:
-            commons.add(owner.path)
-    for common in sorted(commons):
-        parent = posixpath.dirname(common)
-        for entry in repo.ls_tree(head, parent, recursive=False) if parent else repo.ls_tree(head, recursive=False):
-            ref = layout.ci_for_dir(entry.path) if entry.type == "tree" else None
-            if ref is not None and ref.kind != layout.COMMON_KIND:
-                add(ref, "common", via=common)
-    # A top-level _common folder is shared by every environment: its environments are impacted.
-    return {"base": base, "head": head, "files": files, "cis": sorted(cis.values(), key=lambda c: c["path"])}
-
-
-def _environments_of(impact: dict) -> list[str]:
-    envs = {c["environment"] for c in impact.get("cis", []) if c["environment"]}
-    return sorted(envs)
-
-
-def _touches_root(impact: dict) -> bool:
-    """A changed file that belongs to no environment: the root README, the root ``_common/``,
-    ``.cmdb-secrets`` and other top-level files. They shape every environment."""
-    for f in impact.get("files", []):
-        ref = layout.ci_for_dir(f["ci"]) if f.get("ci") else None
-        if ref is None or ref.kind == layout.ROOT or (ref.kind == layout.COMMON_KIND and "/" not in ref.path):
-            return True
-    return False
-
-
-def _known_environments() -> set[str]:
-    return set(ConfigItem.objects.filter(kind=layout.ENVIRONMENT).values_list("path", flat=True))
-
-
-def _required_approvals(impact: dict) -> int:
-    """The strictest policy of the environments the change touches; of every environment when it
-    touches root-level files (one approval would otherwise release a change to all of them)."""
-    envs = set(_environments_of(impact))
-    if _touches_root(impact):
-        envs |= _known_environments() | set(ApprovalPolicy.objects.values_list("environment", flat=True))
-    return ApprovalPolicy.required_for(sorted(envs))
-
-
-def _with_redeploy(impact: dict, redeploy: list[str]) -> dict:
-    """``impact`` plus the CIs named for re-deployment (kept across branch moves)."""
-    cis = {c["path"]: c for c in impact["cis"]}
-    for path in redeploy:
-        if path in cis:
-            continue
-        ref = layout.ci_for_dir(path)
-        parts = path.split("/")
-        cis[path] = {"path": path, "kind": ref.kind if ref else "", "environment": parts[0],
-                     "machine_path": "/".join(parts[:2]) if len(parts) >= 2 else "", "reason": "redeploy", "via": ""}
-    return {**impact, "cis": sorted(cis.values(), key=lambda c: c["path"]), "redeploy": redeploy}
-
-
 def _store_impact(change: ChangeRequest, state: BranchState, impact: dict) -> None:
     redeploy = list((change.impact or {}).get("redeploy", []))
     if redeploy:
-        impact = _with_redeploy(impact, redeploy)
+        impact = impacts.with_redeploy(impact, redeploy)
     change.head_sha, change.base_sha, change.impact = state.head, state.base, impact
     change.branch_missing = False
-    change.required_approvals = _required_approvals(impact)
+    change.required_approvals = impacts.required_approvals(impact)
     ImpactedCI.objects.filter(change=change).delete()
     ImpactedCI.objects.bulk_create(
         ImpactedCI(change=change, path=c["path"], kind=c["kind"], environment=c["environment"],
@@ -326,7 +248,7 @@ def change_create(*, acting_user, branch: str, title: str, description: str = ""
         raise ChangeError("The planned window must end after it starts.")
     repo = fetch()
     state = _branch_state(repo, branch)
-    impact = compute_impact(repo, state.base, state.head)
+    impact = impacts.compute_impact(repo, state.base, state.head)
     if not impact["files"] and not redeploy:
         raise BadBranch(f"Branch {branch!r} has no changes compared with {settings.CMDB_BRANCH}.")
     with transaction.atomic():
@@ -379,7 +301,7 @@ def change_submit(*, change: ChangeRequest, acting_user) -> ChangeRequest:
         change.state = State.SUBMITTED
         change.save(update_fields=["state", "updated_at"])
         _event(change, acting_user, "submitted", commit=change.head_sha)
-        transaction.on_commit(lambda: _mail_approvers(change.pk))
+        transaction.on_commit(lambda: _tasks().mail_approvers.delay(change.pk))
     return change
 
 
@@ -427,7 +349,7 @@ def _vote(change: ChangeRequest, user, decision: str, comment: str, head_sha: st
                 change.state = State.APPROVED
                 _event(change, user, "approved", commit=change.head_sha)
         change.save()
-        transaction.on_commit(lambda: _mail_requester(change.pk, f"{decision}d by {user.get_username()}", comment))
+        transaction.on_commit(lambda: _tasks().mail_requester.delay(change.pk, f"{decision}d by {user.get_username()}", comment))
     return change
 
 
@@ -447,7 +369,7 @@ def change_schedule(*, change: ChangeRequest, acting_user, planned_start: dateti
         change = _locked(change)
         _check("schedule", change, acting_user)
         if change.type != ChangeRequest.Type.EMERGENCY:
-            freeze = freezes_overlapping(planned_start, planned_end, change.environments()).first()
+            freeze = queries.freezes_overlapping(planned_start, planned_end, change.environments()).first()
             if freeze is not None:
                 raise ChangeConflict(f"The window falls in the freeze “{freeze.reason}” "
                                      f"({freeze.start:%Y-%m-%d %H:%M} – {freeze.end:%Y-%m-%d %H:%M}); "
@@ -527,7 +449,7 @@ def _simple(change: ChangeRequest, user, action: str, target: str, verb: str, co
         change.state = target
         change.save(update_fields=["state", "updated_at"])
         _event(change, user, verb, comment, commit=change.merged_sha or change.head_sha)
-        transaction.on_commit(lambda: _mail_requester(change.pk, verb, comment))
+        transaction.on_commit(lambda: _tasks().mail_requester.delay(change.pk, verb, comment))
     return change
 
 
@@ -561,7 +483,7 @@ def refresh_change(*, change: ChangeRequest, repo: ConfigRepo | None = None) -> 
         if state.head == change.head_sha and not change.branch_missing:
             return change
         old = change.head_sha
-        _store_impact(change, state, compute_impact(repo, state.base, state.head))
+        _store_impact(change, state, impacts.compute_impact(repo, state.base, state.head))
         dismissed = Approval.objects.filter(change=change, dismissed_at__isnull=True).exclude(head_sha=state.head)
         count = dismissed.update(dismissed_at=timezone.now(), dismissed_reason=f"branch moved to {state.head[:10]}")
         if change.state in (State.APPROVED, State.SCHEDULED):
@@ -579,78 +501,6 @@ def refresh_open_changes() -> int:
     for change in changes:
         refresh_change(change=change, repo=repo)
     return len(changes)
-
-
-# ====================================================================================================
-# Conflicts and freezes
-# ====================================================================================================
-
-
-def freezes_overlapping(start: datetime, end: datetime, environments: list[str]):
-    return FreezePeriod.objects.filter(start__lt=end, end__gt=start).filter(
-        Q(environment="") | Q(environment__in=environments)
-    )
-
-
-def conflicts_for(change: ChangeRequest) -> dict[str, list]:
-    """Other open CRs touching the same CIs, and overlapping windows on the same machines."""
-    paths = list(change.impacted.values_list("path", flat=True))
-    same_ci = (
-        ChangeRequest.objects.filter(state__in=ChangeRequest.OPEN_STATES, impacted__path__in=paths)
-        .exclude(pk=change.pk).distinct().order_by("pk")
-    )
-    overlapping: list[ChangeRequest] = []
-    if change.planned_start and change.planned_end:
-        machines = [m for m in change.impacted.values_list("machine", flat=True).distinct() if m]
-        overlapping = list(
-            ChangeRequest.objects.filter(
-                state__in=ChangeRequest.OPEN_STATES, impacted__machine__in=machines,
-                planned_start__lt=change.planned_end, planned_end__gt=change.planned_start,
-            ).exclude(pk=change.pk).distinct().order_by("pk")
-        )
-    freezes = []
-    if change.planned_start and change.planned_end and change.type != ChangeRequest.Type.EMERGENCY:
-        freezes = list(freezes_overlapping(change.planned_start, change.planned_end, change.environments()))
-    return {"same_ci": list(same_ci), "overlapping_windows": overlapping, "freezes": freezes}
-
-
-# ====================================================================================================
-# Diff per CI (secrets masked)
-# ====================================================================================================
-
-
-@dataclass
-class CIDiff:
-    ci_path: str
-    files: list[FileDiff]
-
-
-def change_diff(change: ChangeRequest, *, can_view_secrets: bool) -> list[CIDiff]:
-    """The branch's diff against the merge base, grouped by CI, secrets masked unless allowed."""
-    if not change.base_sha or not change.head_sha:
-        return []
-    repo = _repo()
-    try:
-        diffs = repo.diff(change.base_sha, change.head_sha)
-    except GitError:
-        return []
-    patterns = None if can_view_secrets else secret_patterns(repo, change.base_sha, change.head_sha)
-    grouped: dict[str, list[FileDiff]] = {}
-    for diff in diffs:
-        owner = layout.owning_ci(diff.path)
-        key = owner.path if owner else ""
-        if patterns is not None:
-            diff = mask_diff(diff, patterns)
-        grouped.setdefault(key, []).append(diff)
-    return [CIDiff(path, files) for path, files in sorted(grouped.items())]
-
-
-def mask_diff(diff: FileDiff, patterns: SecretPatterns) -> FileDiff:
-    """The diff with its body replaced by the mask for secret files, and key blocks masked elsewhere."""
-    if is_secret(diff.path, None, patterns) or has_private_key(diff.patch.encode()):
-        header = "\n".join(line for line in diff.patch.splitlines() if line.startswith(("diff --git", "---", "+++")))
-        return FileDiff(diff.path, diff.old_path, diff.status, f"{header}\n{MASK}", diff.is_binary)
-    return FileDiff(diff.path, diff.old_path, diff.status, mask_text(diff.patch), diff.is_binary)
 
 
 # ====================================================================================================
@@ -737,39 +587,3 @@ def _resolve_unauthorized(commit, user, status, reason, change) -> UnauthorizedC
         commit.save()
         _event(change, user, f"unauthorized-{status}", reason, commit=commit.sha)
     return commit
-
-
-# ====================================================================================================
-# Mail
-# ====================================================================================================
-
-
-def _mail_approvers(change_id: int) -> None:
-    change = ChangeRequest.objects.select_related("requester").get(pk=change_id)
-    users = get_user_model().objects.filter(Q(groups__name=permissions.APPROVERS) | Q(is_staff=True), is_active=True)
-    recipients = sorted({u.email for u in users.exclude(pk=change.requester_id) if u.email})
-    if recipients:
-        send_mail(
-            f"[CM] {change.reference} awaits your approval: {change.title}",
-            f"{change.requester} submitted {change.reference} ({change.type}, risk {change.risk}) on branch "
-            f"{change.branch}.\nEnvironments: {', '.join(change.environments()) or '-'}\n"
-            f"It needs {change.required_approvals} approval(s).\n\n{_url(change)}",
-            None, recipients,
-        )
-
-
-def _mail_requester(change_id: int, what: str, comment: str) -> None:
-    change = ChangeRequest.objects.select_related("requester").get(pk=change_id)
-    recipients = {change.requester.email} | set(change.watchers.exclude(email="").values_list("email", flat=True))
-    recipients.discard("")
-    if recipients:
-        send_mail(
-            f"[CM] {change.reference} {what}: {change.title}",
-            f"{change.reference} is now {change.state}.\n{comment}\n\n{_url(change)}",
-            None, sorted(recipients),
-        )
-
-
-def _url(change: ChangeRequest) -> str:
-    base = settings.CMDB_PUBLIC_URL.rstrip("/")
-    return f"{base}{change.get_absolute_url()}"

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from changes import permissions, queries, services
+from changes import diffs, permissions, queries, services
 from changes.forms import (
     ActionCommentForm,
     BaselineForm,
@@ -41,7 +41,7 @@ from cmdb import services as cmdb_services
 from cmdb.gitrepo import GitError, UnknownRevision
 from cmdb.markdown import render_markdown
 from cmdb.secrets import MASK
-from cmdb.views import _with_query
+from portal.listing import with_query
 
 CHANGES_PER_PAGE = 50
 UNAUTHORIZED_PER_PAGE = 50
@@ -242,7 +242,7 @@ def _diff_groups(change: ChangeRequest, can_view_secrets: bool) -> tuple[list[CI
     try:
         # Unmasked here: present_diffs masks (secret files, key blocks) with the secret rule of base and
         # head, read once for every file.
-        grouped = services.change_diff(change, can_view_secrets=True)
+        grouped = diffs.change_diff(change, can_view_secrets=True)
         flat = [f for g in grouped for f in g.files]
         if not flat:
             return [], ""
@@ -327,7 +327,7 @@ def _detail_context(request: HttpRequest, change: ChangeRequest, *, bound: dict 
         "dismissed_votes": sum(1 for a in approvals if not a.is_live),
         "events": list(change.events.select_related("actor")),
         "comments": list(change.comments.select_related("author")),
-        "conflicts": services.conflicts_for(change),
+        "conflicts": queries.conflicts_for(change),
         "origin_head": origin_head,
         "head_moved": bool(origin_head and change.head_sha and origin_head != change.head_sha),
         "now": timezone.now(),
@@ -405,7 +405,7 @@ def baseline_list(request: HttpRequest) -> HttpResponse:
     baselines = list(Baseline.objects.select_related("created_by"))
     # Each row compares with the baseline before it (the list is newest first).
     rows = [
-        {"b": b, "compare_url": _with_query(reverse("changes:baseline_compare"), **{"from": older.name, "to": b.name})
+        {"b": b, "compare_url": with_query(reverse("changes:baseline_compare"), **{"from": older.name, "to": b.name})
          if older else None}
         for b, older in zip(baselines, [*baselines[1:], None], strict=False)
     ]
@@ -500,7 +500,7 @@ def baseline_compare(request: HttpRequest) -> HttpResponse:
         gone = all(f["status"] == "D" for f in ci.files)
         rev = from_rev if gone else to_rev
         ci.url = cmdb_services.portal_url("page", ci.path, rev)
-        ci.compare_url = _with_query(reverse("cmdb:ci_compare", kwargs={"path": ci.path}),
+        ci.compare_url = with_query(reverse("cmdb:ci_compare", kwargs={"path": ci.path}),
                                      **{"from": from_rev, "to": to_rev, "rev": rev})
     context.update({
         "from_rev": form.cleaned_data["from_rev"], "to_rev": form.cleaned_data["to_rev"],

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from pygments import highlight
@@ -25,6 +26,7 @@ from cmdb import indexer, services
 from cmdb.gitrepo import FileDiff, GitError
 from cmdb.markdown import sanitize
 from cmdb.secrets import MASK, has_private_key, mask_text, name_is_secret
+from portal.listing import with_query
 
 # Above these sizes, text is shown without syntax colouring (Pygments' lexers are slow on megabytes).
 HIGHLIGHT_MAX_CHARS = 200_000
@@ -228,3 +230,25 @@ def present_diffs(
             url=services.portal_url("file", diff.path, file_rev) if diff.status != "D" else None,
         ))
     return views
+
+
+def commit_row(info, path: str = "") -> dict:
+    """A commit as the templates show it in lists (``path``: the file or CI the list is about)."""
+    return {
+        "sha": info.sha,
+        "short_sha": info.short_sha,
+        "summary": info.summary,
+        "author": info.author_name,
+        "email": info.author_email,
+        "date": info.committed_at,
+        "url": with_query(reverse("cmdb:commit_detail", kwargs={"sha": info.sha}), path=path),
+    }
+
+
+def excerpt(markdown: str, limit: int = 160) -> str:
+    """The first plain sentence of a README (no heading, picture, table or code), for cards."""
+    for line in markdown.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "!", "<", "|", "```", "---", "[!")):
+            return line if len(line) <= limit else line[: limit - 1] + "…"
+    return ""

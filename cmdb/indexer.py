@@ -13,8 +13,6 @@ import posixpath
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from django.conf import settings
 from django.core.management.color import no_style
@@ -22,10 +20,11 @@ from django.db import connection
 from django.db.models import Count, Max, Q
 
 from cmdb import layout, search
-from cmdb.declared import manifest_errors
 from cmdb.gitrepo import CommitInfo, ConfigRepo, GitError, TreeEntry, UnknownRevision
+from cmdb.lint import CIContent, Facts, Warn, decode_readme, lint_artifact, lint_ci
 from cmdb.models import Artifact, Commit, ConfigItem, LintWarning, SecretPath, SyncRun
 from cmdb.secrets import SECRETS_FILE, SecretPatterns, has_private_key, mask_text, name_is_secret
+from fleet.declared import manifest_errors
 
 SNIFF_LIMIT = 1024 * 1024  # blobs above this are not read during indexing (binary by extension)
 INCREMENTAL_MAX_PATHS = 5000  # beyond this many changed paths a full index is as fast
@@ -42,28 +41,7 @@ CI_FIELDS = ["id", "path", "name", "kind", "depth", "parent", "has_readme", "rea
              "readme_html", "last_commit", "artifact_count", "warning_count"]
 
 
-@dataclass
-class _CIContent:
-    """What one CI directory holds at a commit: its README entry and the files it owns."""
 
-    ref: layout.CIRef
-    readme: TreeEntry | None = None
-    files: list[TreeEntry] = field(default_factory=list)
-
-
-class _Facts(NamedTuple):
-    """What reading a blob taught us."""
-
-    is_binary: bool
-    private_key: bool  # holds an unencrypted private key
-    encrypted_key: bool
-
-
-class _Warn(NamedTuple):
-    path: str
-    code: str
-    severity: str
-    message: str
 
 
 def index_commit(repo: ConfigRepo, sha: str, *, previous: str | None) -> tuple[str, int]:
@@ -213,8 +191,8 @@ def _machines_touched(paths: list[str]) -> set[str] | None:
     return machines
 
 
-def _group_by_ci(entries: Iterable[TreeEntry]) -> dict[str, _CIContent]:
-    contents: dict[str, _CIContent] = {"": _CIContent(layout.CIRef("", layout.ROOT))}
+def _group_by_ci(entries: Iterable[TreeEntry]) -> dict[str, CIContent]:
+    contents: dict[str, CIContent] = {"": CIContent(layout.CIRef("", layout.ROOT))}
     for entry in entries:
         if entry.type == "tree":
             continue
@@ -231,7 +209,7 @@ def _group_by_ci(entries: Iterable[TreeEntry]) -> dict[str, _CIContent]:
                 if dir_path not in contents:
                     ref = layout.ci_for_dir(dir_path)
                     if ref is not None:
-                        contents[dir_path] = _CIContent(ref)
+                        contents[dir_path] = CIContent(ref)
             content = contents[owner.path]
         if entry.type == "blob" and entry.mode != "120000" and folder == owner.path and path[slash + 1 :] == layout.README:
             content.readme = entry
@@ -245,7 +223,7 @@ def _group_by_ci(entries: Iterable[TreeEntry]) -> dict[str, _CIContent]:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _text_shas(contents: Iterable[_CIContent]) -> list[str]:
+def _text_shas(contents: Iterable[CIContent]) -> list[str]:
     """Blobs whose content the index keeps: READMEs and symlink targets."""
     shas = []
     for content in contents:
@@ -255,16 +233,16 @@ def _text_shas(contents: Iterable[_CIContent]) -> list[str]:
     return shas
 
 
-def _sniff(data: bytes) -> _Facts:
+def _sniff(data: bytes) -> Facts:
     key = b"PRIVATE KEY" in data and has_private_key(data)
     encrypted = key and (b"ENCRYPTED" in data[:400])
-    return _Facts(b"\0" in data[:8000], key and not encrypted, encrypted)
+    return Facts(b"\0" in data[:8000], key and not encrypted, encrypted)
 
 
-def _start_sniffing(repo: ConfigRepo, entries: Iterable[TreeEntry]) -> Callable[[], dict[str, _Facts]]:
+def _start_sniffing(repo: ConfigRepo, entries: Iterable[TreeEntry]) -> Callable[[], dict[str, Facts]]:
     """Read the blobs of ``entries`` in a thread; the returned function waits for (and returns) the facts."""
     shas = [f.sha for f in entries if f.type == "blob" and f.mode != "120000" and (f.size or 0) <= SNIFF_LIMIT]
-    facts: dict[str, _Facts] = {}
+    facts: dict[str, Facts] = {}
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -277,7 +255,7 @@ def _start_sniffing(repo: ConfigRepo, entries: Iterable[TreeEntry]) -> Callable[
     thread = threading.Thread(target=run, name="cmdb-sniff", daemon=True)
     thread.start()
 
-    def wait() -> dict[str, _Facts]:
+    def wait() -> dict[str, Facts]:
         thread.join()
         if errors:
             raise errors[0]
@@ -340,18 +318,10 @@ def _insert(model, fields: list[str], rows: list[tuple]) -> None:
             cur.executemany(sql, rows[start : start + BATCH])
 
 
-def decode_readme(raw: bytes) -> tuple[str, bool]:
-    """(text, was valid UTF-8)."""
-    try:
-        return raw.decode("utf-8"), True
-    except UnicodeDecodeError:
-        return raw.decode("utf-8", errors="replace"), False
-
-
 def _write(
-    contents: list[_CIContent],
+    contents: list[CIContent],
     texts: dict[str, bytes],
-    wait_for_facts: Callable[[], dict[str, _Facts]],
+    wait_for_facts: Callable[[], dict[str, Facts]],
     last: dict[str, CommitInfo],
     patterns: SecretPatterns,
     *,
@@ -367,7 +337,7 @@ def _write(
     new_rows: list[tuple] = []
     updated: list[ConfigItem] = []
     docs: list[tuple[int, str, str, str]] = []
-    ci_warnings: dict[int, list[_Warn]] = {}
+    ci_warnings: dict[int, list[Warn]] = {}
     for content in contents:
         ref = content.ref
         pk = ids.get(ref.path)
@@ -375,7 +345,7 @@ def _write(
             pk = ids[ref.path] = next_id
             next_id += 1
         parent_id = ids.get(ref.parent_path) if ref.parent_path is not None else None
-        warnings = _lint_ci(content, texts)
+        warnings = lint_ci(content, texts)
         ci_warnings[pk] = warnings
         commit = last.get(ref.path)
         commit_id = commit_ids.get(commit.sha) if commit else None
@@ -432,7 +402,7 @@ def _write(
             image = layout.is_image(entry.path)
             artifacts.append((pk, entry.path, posixpath.basename(entry.path), entry.size or 0, entry.sha,
                               entry.mode, binary, secret, image, entry.is_symlink, target))
-            warnings.extend(_lint_artifact(entry, target, binary, image, fact, large))
+            warnings.extend(lint_artifact(entry, target, binary, image, fact, large))
         warning_rows.extend((pk, *w, "") for w in warnings)
     _insert(Artifact, ARTIFACT_FIELDS, artifacts)
     _insert(LintWarning, WARNING_FIELDS, warning_rows)
@@ -443,73 +413,6 @@ def _write(
 # ----------------------------------------------------------------------------------------------------
 # Lint
 # ----------------------------------------------------------------------------------------------------
-
-
-def _bad_name(name: str) -> bool:
-    return any(ch.isspace() for ch in name) or not name.isascii()
-
-
-def _lint_ci(content: _CIContent, texts: dict[str, bytes]) -> list[_Warn]:
-    ref = content.ref
-    out: list[_Warn] = []
-    label = f"the {ref.kind} {ref.path or 'root'}"
-    if content.readme is None:
-        out.append(_Warn(ref.path, Code.MISSING_README, Severity.ERROR, f"{label} has no README.md."))
-    else:
-        text, utf8 = decode_readme(texts.get(content.readme.sha, b""))
-        if not text.strip():
-            out.append(_Warn(content.readme.path, Code.EMPTY_README, Severity.WARNING, f"The README of {label} is empty."))
-        if not utf8:
-            out.append(_Warn(content.readme.path, Code.NOT_UTF8, Severity.WARNING,
-                             "README.md is not valid UTF-8; shown with replacement characters."))
-    if ref.path and _bad_name(ref.name):
-        out.append(_Warn(ref.path, Code.BAD_NAME, Severity.WARNING,
-                         f"Folder name {ref.name!r} has spaces or non-ASCII letters; prefer [a-z0-9-_]."))
-    if ref.kind == layout.ENVIRONMENT:
-        for f in content.files:
-            if not layout.is_image(f.path):
-                out.append(_Warn(f.path, Code.STRAY_FILE, Severity.WARNING,
-                                 "Only README.md, pictures and _common/ belong at environment level; "
-                                 "move this file into a machine or _common/."))
-    seen_dirs: set[str] = set()
-    for f in content.files:
-        rel_dir = posixpath.dirname(layout.relative_to_ci(f.path, ref.path))
-        if not rel_dir or rel_dir in seen_dirs:
-            continue
-        seen_dirs.add(rel_dir)
-        for part in rel_dir.split("/"):
-            if part not in seen_dirs and _bad_name(part):
-                seen_dirs.add(part)
-                out.append(_Warn(f.path, Code.BAD_NAME, Severity.WARNING,
-                                 f"Folder name {part!r} has spaces or non-ASCII letters."))
-    return out
-
-
-def _lint_artifact(entry: TreeEntry, target: str, binary: bool, image: bool, fact: _Facts | None,
-                   large: int) -> list[_Warn]:
-    out: list[_Warn] = []
-    if entry.type == "commit":
-        return [_Warn(entry.path, Code.SUBMODULE, Severity.INFO,
-                      "A Git submodule: its content is not part of this repository.")]
-    if entry.is_symlink:
-        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(entry.path), target))
-        if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
-            return [_Warn(entry.path, Code.SYMLINK_OUTSIDE, Severity.ERROR,
-                          f"Symbolic link to {target!r}, outside the repository (never followed).")]
-        return [_Warn(entry.path, Code.SYMLINK, Severity.INFO,
-                      f"Symbolic link to {target!r} (not followed); prefer a copy or _common/.")]
-    size = entry.size or 0
-    if size > large:
-        out.append(_Warn(entry.path, Code.LARGE_FILE, Severity.WARNING,
-                         f"{size:,} bytes: very large files slow every clone; consider storing it elsewhere."))
-    if binary and not image:
-        out.append(_Warn(entry.path, Code.BINARY_FILE, Severity.INFO,
-                         "Binary file: diffs and reviews cannot show its changes."))
-    if fact is not None and fact.private_key:
-        out.append(_Warn(entry.path, Code.PLAINTEXT_SECRET, Severity.ERROR,
-                         "An unencrypted private key is committed in plain text; encrypt it "
-                         "(e.g. sops, git-crypt) or keep it out of the repository."))
-    return out
 
 
 def _lint_manifests(repo: ConfigRepo, sha: str, machines: set[str] | None, *,

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from cmdb import indexer, layout
+from cmdb import indexer, layout, lint
 from cmdb.gitrepo import CommitInfo, ConfigRepo, GitError, TreeEntry, UnknownRevision
 from cmdb.indexer import index_commit
 from cmdb.markdown import render_markdown
@@ -318,7 +318,7 @@ def ci_snapshot(path: str, rev: str | None) -> CISnapshot | None:
             path=e.path, name=posixpath.basename(e.path), size=e.size or 0, blob_sha=e.sha, mode=e.mode,
             is_secret=is_secret(e.path, None, patterns), is_image=layout.is_image(e.path), is_symlink=e.is_symlink,
         ))
-    text = indexer.decode_readme(repo.read_blob(readme_entry.sha))[0] if readme_entry else ""
+    text = lint.decode_readme(repo.read_blob(readme_entry.sha))[0] if readme_entry else ""
     return CISnapshot(
         path=path, kind=ref.kind, name=ref.name, sha=sha, rev=carry,
         readme_markdown=text, readme_html=render_readme(text, path, carry) if text.strip() else "",

@@ -1,4 +1,4 @@
-"""Signals other apps listen to, so that cmdb never imports them."""
+"""Signals other apps listen to: cmdb announces a new index without importing the apps built on it."""
 
 from django.dispatch import Signal
 

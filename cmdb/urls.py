@@ -17,7 +17,6 @@ app_name = "cmdb"
 
 
 urlpatterns = [
-    path("", views.home, name="home"),
     # Configuration items. The root's tab patterns carry path="" as a default, so
     # reverse("cmdb:ci_history", kwargs={"path": ""}) gives /ci/-/history/.
     path("ci/", views.ci_detail, {"path": ""}, name="root"),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 from functools import wraps
-from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -23,27 +22,19 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST, require_safe
 
-from cmdb import browse, indexer, layout, services
+from cmdb import browse, layout, services
 from cmdb import search as fts
 from cmdb.forms import CompareForm, LintFilterForm, RevisionForm, SearchForm
 from cmdb.gitrepo import GitError, UnknownRevision
-from cmdb.models import ConfigItem, LintWarning, SyncRun, SyncState
+from cmdb.models import ConfigItem, LintWarning, SyncRun
 from cmdb.secrets import mask_text
+from portal.listing import with_query
 
 HISTORY_PER_PAGE = 50
 LINT_PER_PAGE = 100
 CHILDREN_PER_PAGE = 100
 SYNC_RUNS_PER_PAGE = 50
-RECENT_COMMITS = 10
 RAW_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
-KIND_ORDER = [layout.ENVIRONMENT, layout.MACHINE, layout.APPLICATION, layout.COMMON_KIND]
-KIND_LABELS = {
-    layout.ROOT: "Repository",
-    layout.ENVIRONMENT: "Environments",
-    layout.MACHINE: "Machines",
-    layout.APPLICATION: "Applications",
-    layout.COMMON_KIND: "Common folders",
-}
 
 
 # ====================================================================================================
@@ -109,15 +100,10 @@ def _ci_path(raw: str) -> str:
     return path
 
 
-def _with_query(url: str, **params) -> str:
-    params = {k: v for k, v in params.items() if v not in (None, "")}
-    return f"{url}?{urlencode(params)}" if params else url
-
-
 def _tab_url(name: str, path: str, rev: str | None) -> str:
     if name == "overview":
         return services.portal_url("page", path, rev)
-    return _with_query(reverse(f"cmdb:ci_{name}", kwargs={"path": path}), rev=rev)
+    return with_query(reverse(f"cmdb:ci_{name}", kwargs={"path": path}), rev=rev)
 
 
 def _can_view_secrets(request: HttpRequest) -> bool:
@@ -165,118 +151,11 @@ def _rev_context(request: HttpRequest, sha: str, carry: str | None) -> dict:
     }
 
 
-def _commit_row(info, path: str = "") -> dict:
-    return {
-        "sha": info.sha,
-        "short_sha": info.short_sha,
-        "summary": info.summary,
-        "author": info.author_name,
-        "email": info.author_email,
-        "date": info.committed_at,
-        "url": _with_query(reverse("cmdb:commit_detail", kwargs={"sha": info.sha}), path=path),
-    }
-
-
 def _page_number(request: HttpRequest) -> int:
     try:
         return max(1, min(int(request.GET.get("page") or 1), 10_000))
     except ValueError:
         return 1
-
-
-# ====================================================================================================
-# Home
-# ====================================================================================================
-
-
-@require_safe
-def home(request: HttpRequest) -> HttpResponse:
-    # Figures stored by the last sync (one row), not aggregated over the whole index per request.
-    state = SyncState.objects.filter(pk=1).only("stats").first()
-    stats = (state.stats if state else None) or indexer.compute_stats()
-    by_kind = stats["kinds"]
-    counts = [
-        {"kind": kind, "label": KIND_LABELS[kind], "n": by_kind.get(kind, 0)} for kind in KIND_ORDER
-    ]
-    lint = stats["lint"]
-    labels = dict(LintWarning.Code.choices)
-    lint_url = reverse("cmdb:lint_list")
-    lint_rows = [
-        {"code": r["code"], "label": labels.get(r["code"], r["code"]), "severity": r["severity"], "n": r["n"],
-         "url": _with_query(lint_url, code=r["code"], severity=r["severity"])}
-        for r in lint
-    ]
-    counts.append({"kind": "artifact", "label": "Artifacts", "n": stats["artifacts"]})
-    counts.append({"kind": "warning", "label": "Warnings", "n": sum(r["n"] for r in lint), "url": lint_url})
-    last_run = SyncRun.objects.select_related("requested_by").first()
-    per_env = stats["environments"]
-    envs = (
-        ConfigItem.objects.filter(kind=layout.ENVIRONMENT)
-        .only("path", "name", "readme_markdown", "warning_count", "artifact_count")
-        .order_by("name")
-    )
-    env_cards = [
-        {"name": e.name, "url": e.get_absolute_url(), "machines": per_env.get(e.path, {}).get("machines", 0),
-         "applications": per_env.get(e.path, {}).get("applications", 0),
-         "warnings": e.warning_count, "excerpt": _excerpt(e.readme_markdown)}
-        for e in envs
-    ]
-    commit_error = ""
-    try:
-        commits = [_commit_row(c) for c in services.recent_commits(RECENT_COMMITS)]
-    except GitError as exc:
-        commits, commit_error = [], str(exc)
-    from audits.queries import status_overview  # the status-accounting figures, stored per audit
-
-    return render(request, "cmdb/home.html", {
-        "status": status_overview(),
-        "change_control": _change_control_card(request.user),
-        "counts": counts,
-        "lint_rows": lint_rows,
-        "last_run": last_run,
-        "env_cards": env_cards,
-        "commits": commits,
-        "commit_error": commit_error,
-        "search_form": SearchForm(),
-    })
-
-
-AWAITING_SHOWN = 5
-UNAUTHORIZED_SHOWN = 5
-
-
-def _change_control_card(user) -> dict:
-    """The home page's change-control card: open CRs per state, the user's pending votes, unauthorized
-    commits on main. Four queries (five for approvers), whatever the number of change requests."""
-    from changes import queries as change_queries
-    from changes.templatetags.changes_tags import STATES
-
-    list_url = reverse("changes:change_list")
-    by_state = change_queries.open_counts()
-    awaiting = list(change_queries.awaiting_approval(user).select_related("requester").order_by("pk")[: AWAITING_SHOWN + 1])
-    unauthorized = change_queries.open_unauthorized()
-    return {
-        "states": [
-            {"state": state, "label": STATES[state][0], "n": n, "url": _with_query(list_url, state=state)}
-            for state, n in by_state.items()
-        ],
-        "open_total": sum(by_state.values()),
-        "open_url": _with_query(list_url, state="open"),
-        "awaiting": awaiting[:AWAITING_SHOWN],
-        "awaiting_more": len(awaiting) > AWAITING_SHOWN,
-        "awaiting_url": _with_query(list_url, awaiting="on"),
-        "unauthorized": list(unauthorized[:UNAUTHORIZED_SHOWN]),
-        "unauthorized_count": unauthorized.count(),
-    }
-
-
-def _excerpt(markdown: str, limit: int = 160) -> str:
-    """The first plain sentence of a README (no heading, picture, table or code), for cards."""
-    for line in markdown.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("#", "!", "<", "|", "```", "---", "[!")):
-            return line if len(line) <= limit else line[: limit - 1] + "…"
-    return ""
 
 
 # ====================================================================================================
@@ -304,7 +183,7 @@ def _ci_frame(request: HttpRequest, snap: services.CISnapshot, tab: str) -> dict
         "breadcrumbs": _breadcrumbs(snap.path, snap.rev),
         "tabs": tabs,
         "tab": tab,
-        "last_commit": _commit_row(last, snap.path) if last else None,
+        "last_commit": browse.commit_row(last, snap.path) if last else None,
         **_rev_context(request, snap.sha, snap.rev),
     }
 
@@ -416,7 +295,7 @@ def ci_history(request: HttpRequest, path: str) -> HttpResponse:
         return _not_found(request, f"There is no configuration item {path or '/'!r} at this revision.")
     page = _page_number(request)
     infos = services.ci_history(path, snap.sha, limit=HISTORY_PER_PAGE + 1, skip=(page - 1) * HISTORY_PER_PAGE)
-    commits = [_commit_row(c, path) for c in infos[:HISTORY_PER_PAGE]]
+    commits = [browse.commit_row(c, path) for c in infos[:HISTORY_PER_PAGE]]
     here = _tab_url("history", path, snap.rev)
     sep = "&" if "?" in here else "?"
     return render(request, "cmdb/ci_history.html", {
@@ -490,7 +369,7 @@ def artifact_detail(request: HttpRequest, path: str) -> HttpResponse:
     can_secrets = _can_view_secrets(request)
     view = browse.file_view(blob, can_view_secrets=can_secrets)
     crumbs, relative = _file_crumbs(path, blob.rev)
-    history = [_commit_row(c, path) for c in services.ci_history(path, blob.sha, limit=10)]
+    history = [browse.commit_row(c, path) for c in services.ci_history(path, blob.sha, limit=10)]
     may_download = not (blob.is_secret and not can_secrets)
     return render(request, "cmdb/artifact_detail.html", {
         "blob": blob,
@@ -501,7 +380,7 @@ def artifact_detail(request: HttpRequest, path: str) -> HttpResponse:
         "breadcrumbs": crumbs,
         "size": blob.entry.size or len(blob.content),
         "raw_url": services.portal_url("raw", path, blob.rev) if may_download else None,
-        "download_url": _with_query(reverse("cmdb:raw", kwargs={"path": path}), rev=blob.rev, download=1)
+        "download_url": with_query(reverse("cmdb:raw", kwargs={"path": path}), rev=blob.rev, download=1)
         if may_download else None,
         "history": history,
         "ci_url": crumbs[-1].url,
@@ -548,9 +427,9 @@ def commit_detail(request: HttpRequest, sha: str) -> HttpResponse:
     views = browse.present_diffs(diffs, revs=[parent, info.sha], can_view_secrets=_can_view_secrets(request),
                                  file_rev=info.sha)
     context = {
-        "commit": _commit_row(info, path),
+        "commit": browse.commit_row(info, path),
         "parents": [
-            {"short_sha": p[:10], "url": _with_query(reverse("cmdb:commit_detail", kwargs={"sha": p}), path=path)}
+            {"short_sha": p[:10], "url": with_query(reverse("cmdb:commit_detail", kwargs={"sha": p}), path=path)}
             for p in info.parents
         ],
         "path": path,

@@ -1,16 +1,53 @@
-"""API plumbing shared by every app: one JSON error shape."""
+"""API plumbing shared by every app: one JSON error shape, one exception handler.
+
+Views let errors propagate: a service's refusal (:class:`portal.errors.ServiceError`) becomes
+``{"detail": message}`` with its status, a model's ``ValidationError`` and a serializer's errors
+become 400 ``{"detail": first message, "errors": {...}}``, an unknown revision 404.
+"""
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from cmdb.gitrepo import UnknownRevision
+from portal.errors import ServiceError
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error answer of the API (the schema's one ``Error`` component)."""
+
+    detail = serializers.CharField()
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input, or refused by the rules (the message says why).",
+    401: "Not logged in, or no valid token.",
+    403: "Not allowed for your role.",
+    404: "No such object.",
+    409: "Not possible in the current state, or Git refused (the message says why).",
+    413: "The body is too large.",
+    503: "A service the portal needs cannot be reached.",
+}
+
+
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    """``extend_schema(responses=...)`` entries for error statuses, all with :class:`ErrorSerializer`."""
+    return {code: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[code]) for code in codes}
 
 
 def exception_handler(exc, context):
     """Every API error is JSON ``{"detail": "<message>"}``; unknown revisions are 404."""
+    if isinstance(exc, ServiceError):
+        return Response({"detail": str(exc)}, status=exc.status)
+    if isinstance(exc, DjangoValidationError):
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {api_settings.NON_FIELD_ERRORS_KEY: exc.messages}
+        return Response({"detail": first_message(errors) or "Invalid request.", "errors": errors}, status=400)
     if isinstance(exc, UnknownRevision):
         return Response({"detail": str(exc)}, status=404)
     if isinstance(exc, Http404):

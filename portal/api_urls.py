@@ -21,8 +21,8 @@ from rest_framework.settings import api_settings
 
 from audits import api as audits_api
 from changes import api as changes_api
-from changes import api_jobs as changes_api_jobs
 from cmdb import api as cmdb_api
+from deploys import api as deploys_api
 
 
 class ApiRouter(DefaultRouter):
@@ -53,7 +53,7 @@ router = ApiRouter()
 app_patterns: list = []
 app_patterns += cmdb_api.register(router)
 app_patterns += changes_api.register(router)
-app_patterns += changes_api_jobs.urlpatterns()
+app_patterns += deploys_api.urlpatterns()
 app_patterns += audits_api.urlpatterns()
 
 urlpatterns = [

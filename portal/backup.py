@@ -38,8 +38,8 @@ BACKED_UP = [
     "cmdb.syncrun", "cmdb.secretpath", "cmdb.webhookdelivery",
     "changes.changerequest", "changes.impactedci", "changes.approval", "changes.approvalpolicy",
     "changes.freezeperiod", "changes.comment", "changes.changeevent", "changes.baseline",
-    "changes.unauthorizedcommit", "changes.releasedcommit", "changes.dryrunjob", "changes.machineplan",
-    "changes.joblogline",
+    "changes.unauthorizedcommit", "changes.releasedcommit",
+    "deploys.dryrunjob", "deploys.machineplan", "deploys.joblogline",
     "audits.auditrun", "audits.machineresult", "audits.finding", "audits.manualcheck", "audits.machinestatus",
 ]
 NOT_BACKED_UP = {

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "cmdb",
     "changes",
     "audits",
+    "deploys",
 ]
 
 MIDDLEWARE = [
@@ -112,6 +113,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "portal.middleware.RefusalMiddleware",  # a ServiceError from a view -> the refusal page
     # Last, as django-axes asks: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -177,7 +179,7 @@ AXES_IPWARE_META_PRECEDENCE_ORDER: tuple[str, ...] = ("REMOTE_ADDR",)
 if CMDB_TRUSTED_PROXY_COUNT:
     AXES_IPWARE_PROXY_COUNT = CMDB_TRUSTED_PROXY_COUNT
     AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
-LOGIN_REDIRECT_URL = "cmdb:home"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -286,8 +288,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "ChangeStateEnum": "changes.models.ChangeRequest.State",
-        "DryRunJobStateEnum": "changes.models.DryRunJob.State",
-        "MachinePlanStatusEnum": "changes.models.MachinePlan.Status",
+        "DryRunJobStateEnum": "deploys.models.DryRunJob.State",
+        "MachinePlanStatusEnum": "deploys.models.MachinePlan.Status",
         "AuditRunStateEnum": "audits.models.AuditRun.State",
         "MachineResultStatusEnum": "audits.models.MachineResult.Status",
         "FindingStateEnum": "audits.models.Finding.State",

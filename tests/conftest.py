@@ -5,10 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import asyncssh
 import pytest
 from django.contrib.auth.models import Group, Permission
 
-from tests.gitutil import WorkRepo, write_standard_layout
+from tests.fixtures.dryrun_repo import build_machines, build_repo
+from tests.fixtures.worker import backends, drop_worker_connections, need
+from tests.gitutil import WorkRepo, on_branch, write_standard_layout
+from tests.services import free_port, start_redis
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -137,3 +141,94 @@ def browser():
 
     with launch_chromium() as chromium:
         yield chromium
+
+
+@pytest.fixture
+def make_change(requester):
+    from changes import services
+
+    def make(branch, **kwargs):
+        kwargs.setdefault("title", f"Change on {branch}")
+        return services.change_create(acting_user=kwargs.pop("user", requester), branch=branch, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def dry_env(work_repo, tmp_path, settings, db):
+    """The demo-like repository on origin, a branch, the machines' live trees, an SSH identity."""
+    machines = tmp_path / "live"
+    machines.mkdir()
+    web1 = build_machines(machines)
+    settings.CMDB_LOCAL_ROOT_BASE = machines
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    (tmp_path / "id").write_bytes(key.export_private_key())
+    (tmp_path / "known_hosts").write_text("")
+    settings.CMDB_SSH_KEY = str(tmp_path / "id")
+    settings.CMDB_SSH_KNOWN_HOSTS = str(tmp_path / "known_hosts")
+    settings.CMDB_SSH_CONNECT_TIMEOUT = 3
+    branch = build_repo(work_repo, ssh_port=free_port())
+    return {"repo": work_repo, "branch": branch, "web1": web1, "machines": machines}
+
+
+# --- a real broker and worker ---------------------------------------------------------------------
+@pytest.fixture
+def redis_url(tmp_path):
+    need("redis-server")
+    url, handle = start_redis(tmp_path / "redis")
+    yield url
+    handle.stop()
+
+
+@pytest.fixture
+def celery_worker_on(redis_url):
+    """The portal's Celery app pointed at the real broker, not eager, with a worker thread."""
+    from celery.contrib.testing.worker import start_worker
+
+    from portal.celery import app
+
+    saved = {k: app.conf[k] for k in ("broker_url", "broker_transport_options", "task_always_eager")}
+    app.conf.update(broker_url=redis_url, broker_transport_options={}, task_always_eager=False)
+    app._pool = None
+    app.amqp._producer_pool = None
+    before = backends()
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+            yield app
+    finally:
+        app.conf.update(saved)
+        app._pool = None
+        app.amqp._producer_pool = None
+        drop_worker_connections(before)
+
+
+@pytest.fixture
+def direct_push(db):
+    """Push a commit to main without a change request and sync: the unauthorized commit it makes."""
+    from changes.models import UnauthorizedCommit
+    from cmdb import services as cmdb_services
+
+    def push(synced, summary: str = "Hotfix pushed directly") -> UnauthorizedCommit:
+        synced.write("production/web1/README.md", f"# web1\n\n{summary}\n")
+        sha = synced.commit(summary)
+        cmdb_services.repo_sync(trigger="test")
+        return UnauthorizedCommit.objects.get(sha=sha)
+
+    return push
+
+
+@pytest.fixture
+def tls_branch(synced):
+    """A branch changing a production application and production/_common."""
+    on_branch(synced, "change/tls", {
+        "production/web1/nginx/files/etc/nginx/nginx.conf": "worker_processes 4;\nssl_protocols TLSv1.3;\n",
+        "production/_common/tls/README.md": "# TLS\n\nRotate yearly.\n",
+    }, message="Harden TLS")
+    return "change/tls"
+
+
+@pytest.fixture
+def test_branch(synced):
+    """A branch touching only the test environment (needs one approval)."""
+    on_branch(synced, "change/test-only", {"test/web-test1/nginx/files/etc/nginx/nginx.conf": "worker_processes 2;\n"})
+    return "change/test-only"

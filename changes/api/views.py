@@ -13,18 +13,16 @@ live votes counted by an annotation, environments and related rows prefetched.
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 from django.urls import reverse
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import exceptions, status, viewsets
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
 
-from changes import permissions, queries, services
+from changes import diffs, permissions, queries, services
 from changes.api import serializers as s
 from changes.models import (
     Approval,
@@ -43,11 +41,11 @@ from cmdb.api.items import (
     RepositoryUnavailableError,
     StrictBooleanFilter,
 )
-from cmdb.api.serializers import ErrorSerializer
 from cmdb.converters import ID_REGEX
 from cmdb.gitrepo import GitError
 from cmdb.markdown import render_markdown
 from cmdb.secrets import MASK
+from portal.api import error_responses
 
 State = ChangeRequest.State
 
@@ -56,50 +54,9 @@ State = ChangeRequest.State
 # ====================================================================================================
 
 
-class ServiceError(exceptions.APIException):
-    """A refusal of ``changes.services``, with the service's message and HTTP status."""
-
-    def __init__(self, exc: services.ChangeError):
-        super().__init__(str(exc))
-        self.status_code = exc.status
-
-
-def _first_message(errors) -> str:
-    """The first message of a serializer's errors, as one sentence naming its field."""
-    if isinstance(errors, dict):
-        for key, value in errors.items():
-            message = _first_message(value)
-            if message:
-                return message if key == api_settings.NON_FIELD_ERRORS_KEY else f"{key}: {message}"
-        return ""
-    if isinstance(errors, list):
-        return next((m for m in map(_first_message, errors) if m), "")
-    return str(errors)
-
-
-class InvalidInput(exceptions.ValidationError):
-    """400 ``{"detail": "<first message>", "errors": {<field>: [...]}}``."""
-
-    def __init__(self, errors):
-        super().__init__({"detail": _first_message(errors) or "Invalid request.", "errors": errors})
-
-
-class ServiceErrors:
-    """View mixin: service refusals (and a model's ``clean()``) become JSON errors."""
-
-    def handle_exception(self, exc):
-        if isinstance(exc, services.ChangeError):
-            exc = ServiceError(exc)
-        elif isinstance(exc, DjangoValidationError):
-            exc = InvalidInput(exc.message_dict if hasattr(exc, "error_dict") else {
-                api_settings.NON_FIELD_ERRORS_KEY: exc.messages})
-        return super().handle_exception(exc)
-
-
 def _validated(serializer_class, request, **kwargs) -> dict:
     serializer = serializer_class(data=request.data, **kwargs)
-    if not serializer.is_valid():
-        raise InvalidInput(serializer.errors)
+    serializer.is_valid(raise_exception=True)  # portal.api words the first message as "detail"
     return dict(serializer.validated_data)
 
 
@@ -117,14 +74,7 @@ def _staff_only(user, message: str) -> None:
 
 
 def _errors(*codes: int) -> dict:
-    described = {
-        400: "Invalid input, or refused by the rules (the message says why).",
-        403: "Not allowed for your role.",
-        404: "No such object.",
-        409: "Not possible in the current state, or Git refused (the message says why).",
-        503: "The configuration repository cannot be read.",
-    }
-    return {code: OpenApiResponse(ErrorSerializer, description=described[code]) for code in codes}
+    return error_responses(*codes)
 
 
 # ====================================================================================================
@@ -194,7 +144,7 @@ def _impact(request, change: ChangeRequest) -> dict:
 
 
 def _conflicts(change: ChangeRequest) -> dict:
-    found = services.conflicts_for(change)
+    found = queries.conflicts_for(change)
     return {
         "same_ci": [c.pk for c in found["same_ci"]],
         "overlapping_windows": [c.pk for c in found["overlapping_windows"]],
@@ -326,7 +276,7 @@ CHANGE_RESPONSES = {200: s.ChangeDetailSerializer, **_errors(400, 403, 404, 409)
         responses=CHANGE_RESPONSES,
     ),
 )
-class ChangeRequestViewSet(ServiceErrors, viewsets.GenericViewSet):
+class ChangeRequestViewSet(viewsets.GenericViewSet):
     """Change requests: a branch of the configuration repository on its way to main."""
 
     queryset = ChangeRequest.objects.all()
@@ -463,7 +413,7 @@ class ChangeRequestViewSet(ServiceErrors, viewsets.GenericViewSet):
         change = self.get_object()
         can_view = request.user.has_perm(SECRET_PERMISSION)
         try:
-            groups = services.change_diff(change, can_view_secrets=can_view)
+            groups = diffs.change_diff(change, can_view_secrets=can_view)
         except GitError as exc:
             raise RepositoryUnavailableError(str(exc)) from exc
         cis = [
@@ -495,7 +445,7 @@ class ChangeRequestViewSet(ServiceErrors, viewsets.GenericViewSet):
         responses={201: s.BaselineSerializer, **_errors(400, 403, 409)},
     ),
 )
-class BaselineViewSet(ServiceErrors, viewsets.GenericViewSet):
+class BaselineViewSet(viewsets.GenericViewSet):
     """Named, tagged states of main."""
 
     queryset = Baseline.objects.select_related("created_by").order_by("-created_at", "-pk")
@@ -536,7 +486,7 @@ UNAUTHORIZED_RESPONSES = {200: s.UnauthorizedCommitSerializer, **_errors(400, 40
     retrieve=extend_schema(summary="One unauthorized commit", responses={200: s.UnauthorizedCommitSerializer,
                                                                          **_errors(404)}),
 )
-class UnauthorizedCommitViewSet(ServiceErrors, viewsets.GenericViewSet):
+class UnauthorizedCommitViewSet(viewsets.GenericViewSet):
     """Commits flagged because they reached main other than through a release; staff resolve them."""
 
     queryset = UnauthorizedCommit.objects.select_related("resolved_by").order_by("-committed_at", "-pk")

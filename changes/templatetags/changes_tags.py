@@ -8,7 +8,7 @@ from __future__ import annotations
 from django import template
 from django.utils.html import format_html
 
-from cmdb.templatetags.cmdb_tags import _badge
+from cmdb.templatetags.cmdb_tags import badge
 
 register = template.Library()
 
@@ -68,7 +68,7 @@ EVENTS = {
 
 def _lookup(table: dict, value: str, extra: str):
     label, icon, css = table.get(value, (value or "?", "bi-question-circle", "text-bg-light border"))
-    return _badge(label, icon, css, extra)
+    return badge(label, icon, css, extra)
 
 
 @register.simple_tag
@@ -85,7 +85,7 @@ def type_badge(kind: str):
 def risk_badge(risk: str, short: bool = False):
     """``Medium risk``; ``short=True`` for a column headed "Risk": ``Medium``."""
     label, icon, css = RISKS.get(risk, (risk or "?", "bi-question-circle", "text-bg-light border"))
-    return _badge(label.removesuffix(" risk") if short else label, icon, css, "risk-badge")
+    return badge(label.removesuffix(" risk") if short else label, icon, css, "risk-badge")
 
 
 @register.simple_tag

@@ -23,9 +23,10 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
 from cmdb import layout, services
-from cmdb.api.serializers import ConfigItemSerializer, ErrorSerializer, commit_dict
+from cmdb.api.serializers import ConfigItemSerializer, commit_dict
 from cmdb.gitrepo import GitError, UnknownRevision
 from cmdb.models import ConfigItem
+from portal.api import ErrorSerializer
 
 SECRET_PERMISSION = "cmdb.view_secret"
 

@@ -124,7 +124,3 @@ class WebhookResponseSerializer(serializers.Serializer):
     ref = serializers.CharField(allow_null=True, required=False, help_text="The pushed ref, as the payload says.")
     branch = serializers.CharField(allow_null=True, required=False, help_text="The pushed branch, if a branch.")
     indexed_branch = serializers.CharField(required=False, help_text="The branch the portal indexes.")
-
-
-class ErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()

@@ -19,7 +19,6 @@ from rest_framework.views import APIView
 from cmdb import search, services
 from cmdb.api.items import ApiPagination, under
 from cmdb.api.serializers import (
-    ErrorSerializer,
     LintWarningSerializer,
     SearchResponseSerializer,
     StatusSerializer,
@@ -28,6 +27,7 @@ from cmdb.api.serializers import (
 )
 from cmdb.models import ConfigItem, LintWarning, SyncRun, SyncState
 from cmdb.secrets import mask_text
+from portal.api import ErrorSerializer
 
 SEARCH_MAX_LIMIT = 200
 

@@ -17,7 +17,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cmdb import services
-from cmdb.api.serializers import ErrorSerializer, WebhookResponseSerializer
+from cmdb.api.serializers import WebhookResponseSerializer
+from portal.api import ErrorSerializer
 
 WEBHOOK_MAX_BYTES = 25 * 1024 * 1024  # GitHub caps push payloads at 25 MB
 

@@ -33,7 +33,7 @@ DIFF_STATUSES = {
 }
 
 
-def _badge(label: str, icon: str, css: str, extra: str = ""):
+def badge(label: str, icon: str, css: str, extra: str = ""):
     return format_html('<span class="badge {} {}"><i class="bi {}" aria-hidden="true"></i> {}</span>',
                        css, extra, icon, label)
 
@@ -41,7 +41,7 @@ def _badge(label: str, icon: str, css: str, extra: str = ""):
 @register.simple_tag
 def kind_badge(kind: str):
     label, icon, css = KINDS.get(kind, (kind or "?", "bi-folder", "text-bg-light border"))
-    return _badge(label, icon, css, "kind-badge")
+    return badge(label, icon, css, "kind-badge")
 
 
 @register.simple_tag
@@ -53,13 +53,13 @@ def kind_icon(kind: str):
 @register.simple_tag
 def severity_badge(severity: str):
     label, icon, css = SEVERITIES.get(severity, (severity, "bi-question-circle", "text-bg-light border"))
-    return _badge(label, icon, css, "severity-badge")
+    return badge(label, icon, css, "severity-badge")
 
 
 @register.simple_tag
 def run_status_badge(status: str):
     label, icon, css = RUN_STATUSES.get(status, (status, "bi-question-circle", "text-bg-light border"))
-    return _badge(label, icon, css)
+    return badge(label, icon, css)
 
 
 @register.simple_tag

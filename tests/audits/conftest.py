@@ -8,7 +8,7 @@ import os
 import asyncssh
 import pytest
 
-from tests.changes.dryrun_util import build_machines, build_repo
+from tests.fixtures.dryrun_repo import build_machines, build_repo
 from tests.services import free_port
 
 OWNED = """[[file]]

@@ -11,7 +11,7 @@ from audits import services, tasks
 from audits.models import AuditRun, Finding, MachineResult, MachineStatus, ManualCheck
 from audits.services import AuditConflict, AuditError, AuditForbidden
 from cmdb.secrets import MASK
-from tests.changes.dryrun_util import snapshot_tree
+from tests.fixtures.dryrun_repo import snapshot_tree
 
 pytestmark = pytest.mark.django_db
 

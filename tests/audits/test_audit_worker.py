@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tests.changes.dryrun_util import snapshot_tree
-from tests.changes.test_dryrun_worker import celery_worker_on, redis_url, wait_finished  # noqa: F401 - fixtures
+from tests.fixtures.dryrun_repo import snapshot_tree
+from tests.fixtures.worker import wait_finished
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

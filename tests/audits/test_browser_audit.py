@@ -19,7 +19,7 @@ import pytest
 from audits.models import AuditRun, Finding, MachineStatus, ManualCheck
 from changes.models import ChangeRequest
 from tests.changes.browser import Session
-from tests.changes.dryrun_util import snapshot_tree
+from tests.fixtures.dryrun_repo import snapshot_tree
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

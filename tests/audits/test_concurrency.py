@@ -8,7 +8,7 @@ from django.db import connection
 
 from audits import services
 from audits.models import AuditRun
-from tests.changes.test_concurrency import run_together
+from tests.fixtures.worker import run_together
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

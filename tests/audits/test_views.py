@@ -23,7 +23,7 @@ def pages(run):
     finding = run.findings.first()
     return [reverse("audits:audit_list"), reverse("audits:audit_detail", args=[run.pk]),
             reverse("audits:finding_list"), reverse("audits:finding_detail", args=[finding.pk]),
-            reverse("audits:check_list"), reverse("audits:machinestatus_list"), reverse("cmdb:home")]
+            reverse("audits:check_list"), reverse("audits:machinestatus_list"), reverse("home")]
 
 
 def test_every_page_needs_a_login(audited, client):
@@ -108,7 +108,7 @@ def test_manual_check_from_the_checklist(audited, requester, viewer, client_for)
 
 
 def test_home_page_answers_does_everything_still_work(audited, viewer, client_for):
-    page = client_for(viewer).get(reverse("cmdb:home"))
+    page = client_for(viewer).get(reverse("home"))
     status = page.context["status"]
     prod = next(e for e in status["environments"] if e["environment"] == "prod")
     assert prod["compliance"] == 22.2 and prod["statuses"]["drifted"] == 3 and prod["open_findings"] == 9

@@ -2,42 +2,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import asyncssh
 import pytest
 
 from cmdb.gitrepo import ConfigRepo
 from tests.changes.apiutil import TEST_BRANCH, TEST_NGINX, TLS_BRANCH
-from tests.changes.dryrun_util import build_machines, build_repo
 from tests.gitutil import WorkRepo, on_branch
-from tests.services import free_port
-
-
-@pytest.fixture
-def tls_branch(synced):
-    """A branch changing a production application and production/_common."""
-    on_branch(synced, "change/tls", {
-        "production/web1/nginx/files/etc/nginx/nginx.conf": "worker_processes 4;\nssl_protocols TLSv1.3;\n",
-        "production/_common/tls/README.md": "# TLS\n\nRotate yearly.\n",
-    }, message="Harden TLS")
-    return "change/tls"
-
-
-@pytest.fixture
-def test_branch(synced):
-    """A branch touching only the test environment (needs one approval)."""
-    on_branch(synced, "change/test-only", {"test/web-test1/nginx/files/etc/nginx/nginx.conf": "worker_processes 2;\n"})
-    return "change/test-only"
-
-
-@pytest.fixture
-def make_change(requester):
-    from changes import services
-
-    def make(branch, **kwargs):
-        kwargs.setdefault("title", f"Change on {branch}")
-        return services.change_create(acting_user=kwargs.pop("user", requester), branch=branch, **kwargs)
-
-    return make
 
 
 @pytest.fixture
@@ -94,20 +63,3 @@ def shared_branch_repo(_branch_repo_template, settings, db) -> WorkRepo:
     settings.CMDB_REPO_URL = str(repo.origin)
     settings.CMDB_CLONE_DIR = _branch_repo_template / "clone"
     return repo
-
-
-@pytest.fixture
-def dry_env(work_repo, tmp_path, settings, db):
-    """The demo-like repository on origin, a branch, the machines' live trees, an SSH identity."""
-    machines = tmp_path / "live"
-    machines.mkdir()
-    web1 = build_machines(machines)
-    settings.CMDB_LOCAL_ROOT_BASE = machines
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    (tmp_path / "id").write_bytes(key.export_private_key())
-    (tmp_path / "known_hosts").write_text("")
-    settings.CMDB_SSH_KEY = str(tmp_path / "id")
-    settings.CMDB_SSH_KNOWN_HOSTS = str(tmp_path / "known_hosts")
-    settings.CMDB_SSH_CONNECT_TIMEOUT = 3
-    branch = build_repo(work_repo, ssh_port=free_port())
-    return {"repo": work_repo, "branch": branch, "web1": web1, "machines": machines}

@@ -6,40 +6,17 @@ answers "table is locked" instead of waiting, which says nothing about productio
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from changes import services
 from changes.models import Approval, ChangeEvent, ChangeRequest
+from tests.fixtures.worker import run_together
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor == "sqlite", reason="needs a server database (runs in the PostgreSQL pass)"),
 ]
-
-
-def run_together(*calls):
-    """Start every call at the same moment in its own thread; return (results, errors)."""
-    barrier = threading.Barrier(len(calls))
-    results, errors = [], []
-
-    def worker(fn):
-        try:
-            barrier.wait()
-            results.append(fn())
-        except Exception as exc:  # noqa: BLE001 - collected for the assertions
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker, args=(fn,)) for fn in calls]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return results, errors
 
 
 def test_two_approvers_voting_at_once_are_each_counted_once(tls_branch, make_change, requester, approver, approver2):

@@ -80,7 +80,7 @@ def _page_urls(change: ChangeRequest) -> dict[str, str]:
         "baseline_create": reverse("changes:baseline_create"),
         "unauthorized_list": reverse("changes:unauthorized_list"),
         "freeze_list": reverse("changes:freeze_list"),
-        "home": reverse("cmdb:home"),
+        "home": reverse("home"),
     }
 
 

@@ -13,11 +13,11 @@ HTPASSWD = "production/web1/nginx/secrets/htpasswd"
 
 
 def test_the_diff_of_a_branch_that_deletes_the_glob_is_masked(synced, requester, viewer, client_for, make_change):
-    from changes import services as change_services
+    from changes import diffs
 
     on_branch(synced, "unmask", {".cmdb-secrets": "# nothing\n", HTPASSWD: "admin:NEW-HASH-0815\n"})
     change = make_change("unmask")
-    patches = "\n".join(f.patch for ci in change_services.change_diff(change, can_view_secrets=False) for f in ci.files)
+    patches = "\n".join(f.patch for ci in diffs.change_diff(change, can_view_secrets=False) for f in ci.files)
     assert "NEW-HASH-0815" not in patches
     page = client_for(viewer).get(f"/changes/{change.pk}/")
     assert page.status_code == 200 and b"NEW-HASH-0815" not in page.content
@@ -36,7 +36,7 @@ def test_a_change_touching_only_root_level_files_needs_the_strictest_policy(sync
 
 def test_a_dry_run_of_a_branch_that_deletes_the_glob_shows_no_secret(dry_env, viewer, requester, make_change,
                                                                      django_capture_on_commit_callbacks):
-    from changes import dryrun
+    from deploys import services as dryrun
     from tests.cmdb.apiutil import token_client
 
     repo = dry_env["repo"]

@@ -23,7 +23,6 @@ from changes.models import (
     ChangeRequest,
     Comment,
     FreezePeriod,
-    UnauthorizedCommit,
 )
 from cmdb import services as cmdb_services
 from tests.changes.ui import action_url, buttons, events, in_state, origin_head, post
@@ -527,15 +526,8 @@ def test_compare_with_an_unknown_baseline_is_a_404_and_missing_input_a_400(synce
 # ====================================================================================================
 
 
-def _direct_push(synced, summary="Hotfix pushed directly") -> UnauthorizedCommit:
-    synced.write("production/web1/README.md", f"# web1\n\n{summary}\n")
-    sha = synced.commit(summary)
-    cmdb_services.repo_sync(trigger="test")
-    return UnauthorizedCommit.objects.get(sha=sha)
-
-
-def test_staff_acknowledge_an_unauthorized_commit_with_a_reason(synced, staff, viewer, client_for):
-    flagged = _direct_push(synced)
+def test_staff_acknowledge_an_unauthorized_commit_with_a_reason(direct_push, synced, staff, viewer, client_for):
+    flagged = direct_push(synced)
     page = html(client_for(viewer).get(reverse("changes:unauthorized_list")))
     assert "Hotfix pushed directly" in page and reverse("cmdb:commit_detail", kwargs={"sha": flagged.sha}) in page
     url = reverse("changes:unauthorized_resolve", kwargs={"pk": flagged.pk})
@@ -556,9 +548,9 @@ def test_staff_acknowledge_an_unauthorized_commit_with_a_reason(synced, staff, v
     assert response.status_code == 409 and "already acknowledged" in html(response)
 
 
-def test_staff_link_an_unauthorized_commit_to_a_change_request(synced, test_branch, make_change, staff, client_for):
+def test_staff_link_an_unauthorized_commit_to_a_change_request(direct_push, synced, test_branch, make_change, staff, client_for):
     change = make_change(test_branch)
-    flagged = _direct_push(synced)
+    flagged = direct_push(synced)
     url = reverse("changes:unauthorized_resolve", kwargs={"pk": flagged.pk})
     response = post(client_for(staff), url, {"resolution": "link", "change": "CR-999"})
     assert response.status_code == 400 and "There is no change request" in html(response)
@@ -580,49 +572,6 @@ def test_freeze_list_shows_current_upcoming_and_past_freezes(db, viewer, client_
     assert [f.reason for f in response.context["past"]] == ["Long ago"]
     page = html(response)
     assert "in force" in page and "upcoming" in page and "every environment" in page
-
-
-# ====================================================================================================
-# Home page card
-# ====================================================================================================
-
-
-def test_home_card_counts_open_changes_pending_votes_and_unauthorized_commits(
-        synced, tls_branch, test_branch, make_change, requester, approver, viewer, client_for):
-    submitted = services.change_submit(change=make_change(tls_branch, title="Harden TLS"), acting_user=requester)
-    make_change(test_branch)
-    flagged = _direct_push(synced)
-
-    page = html(client_for(approver).get(reverse("cmdb:home")))
-    card = page.split("change-control-card")[1].split("</section>")[0]
-    assert '<span class="fw-semibold" data-state="draft">1</span>' in card
-    assert '<span class="fw-semibold" data-state="submitted">1</span>' in card
-    assert f'href="{submitted.get_absolute_url()}">{submitted.reference}</a> Harden TLS' in card
-    assert flagged.sha[:10] in card and reverse("changes:unauthorized_list") in card
-
-    services.change_approve(change=submitted, acting_user=approver)
-    card = html(client_for(approver).get(reverse("cmdb:home"))).split("change-control-card")[1].split("</section>")[0]
-    assert "Nothing awaits your vote." in card  # voted on this head
-    viewer_card = html(client_for(viewer).get(reverse("cmdb:home"))).split("change-control-card")[1]
-    assert "Nothing awaits your vote." in viewer_card.split("</section>")[0]
-
-
-def test_home_card_costs_a_fixed_number_of_queries(synced, test_branch, make_change, requester, approver, client_for,
-                                                   django_assert_num_queries):
-    client = client_for(approver)
-    client.get(reverse("cmdb:home"))
-    # cmdb's 9 + open CRs per state, groups, CRs awaiting the approver, unauthorized commits and their
-    # count + the 8 of the status-accounting card
-    with django_assert_num_queries(20):
-        client.get(reverse("cmdb:home"))
-    for i in range(4):
-        on_branch(synced, f"change/h{i}", {f"test/web-test1/nginx/files/h{i}.conf": "x\n"})
-        services.change_submit(change=make_change(f"change/h{i}"), acting_user=requester)
-    _direct_push(synced)
-    _direct_push(synced, "Another direct push")
-    with django_assert_num_queries(20):
-        response = client.get(reverse("cmdb:home"))
-    assert len(response.context["change_control"]["awaiting"]) == 4
 
 
 # ====================================================================================================

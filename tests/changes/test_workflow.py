@@ -9,7 +9,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from changes import services
+from changes import diffs, queries, services
 from changes.models import (
     AppendOnlyError,
     Approval,
@@ -307,11 +307,11 @@ def test_open_changes_on_the_same_ci_and_overlapping_windows_warn_each_other(syn
     first = make_change(test_branch, planned_start=start, planned_end=start + timedelta(hours=2))
     second = make_change("change/other", planned_start=start + timedelta(hours=1), planned_end=start + timedelta(hours=3))
 
-    conflicts = services.conflicts_for(first)
+    conflicts = queries.conflicts_for(first)
 
     assert conflicts["same_ci"] == [second]
     assert conflicts["overlapping_windows"] == [second]
-    assert services.conflicts_for(second)["same_ci"] == [first]
+    assert queries.conflicts_for(second)["same_ci"] == [first]
 
 
 # --- unauthorized changes, baselines, record ----------------------------------------------------------
@@ -368,7 +368,7 @@ def test_secrets_are_masked_in_the_change_diff(synced, make_change, requester, s
         "production/web1/nginx/files/etc/ssl/key.pem": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
     })
     change = make_change("change/secret")
-    masked = "\n".join(f.patch for ci in services.change_diff(change, can_view_secrets=False) for f in ci.files)
+    masked = "\n".join(f.patch for ci in diffs.change_diff(change, can_view_secrets=False) for f in ci.files)
     assert "apr1$new" not in masked and "AAAA" not in masked
-    clear = "\n".join(f.patch for ci in services.change_diff(change, can_view_secrets=True) for f in ci.files)
+    clear = "\n".join(f.patch for ci in diffs.change_diff(change, can_view_secrets=True) for f in ci.files)
     assert "apr1$new" in clear

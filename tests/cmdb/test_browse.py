@@ -19,7 +19,7 @@ ROLES = ["viewer", "requester", "approver", "staff"]
 
 def page_urls(sha: str) -> list[str]:
     return [
-        reverse("cmdb:home"),
+        reverse("home"),
         ci_url(""),
         ci_url("production"),
         ci_url("production/web1"),
@@ -63,15 +63,15 @@ def test_login_page_signs_in_and_logout_is_a_post_form(db, viewer, client):
     assert page.status_code == 200
     assert b'name="username"' in page.content and b'name="password"' in page.content
     response = client.post(reverse("login"), {"username": viewer.username, "password": PASSWORD})
-    assert response.status_code == 302 and response["Location"] == reverse("cmdb:home")
-    home = client.get(reverse("cmdb:home")).content.decode()
+    assert response.status_code == 302 and response["Location"] == reverse("home")
+    home = client.get(reverse("home")).content.decode()
     assert f'<form method="post" action="{reverse("logout")}"' in home
     assert client.post(reverse("logout")).status_code == 302
-    assert client.get(reverse("cmdb:home")).status_code == 302
+    assert client.get(reverse("home")).status_code == 302
 
 
 def test_pages_use_local_assets_only(synced, viewer, client_for):
-    html = client_for(viewer).get(reverse("cmdb:home")).content.decode()
+    html = client_for(viewer).get(reverse("home")).content.decode()
     assert "/static/vendor/bootstrap/css/bootstrap.min.css" in html
     assert "/static/vendor/bootstrap/js/bootstrap.bundle.min.js" in html
     assert "/static/vendor/bootstrap-icons/bootstrap-icons.min.css" in html
@@ -81,19 +81,6 @@ def test_pages_use_local_assets_only(synced, viewer, client_for):
 
 
 # --- configuration items --------------------------------------------------------------------------------
-
-
-def test_home_shows_counts_environments_recent_commits_and_lint_summary(synced, viewer, client_for):
-    response = client_for(viewer).get(reverse("cmdb:home"))
-    counts = {c["kind"]: c["n"] for c in response.context["counts"]}
-    assert counts == {"environment": 2, "machine": 3, "application": 3, "common": 1, "artifact": 7,
-                      "warning": LintWarning.objects.count()}
-    assert [e["name"] for e in response.context["env_cards"]] == ["production", "test"]
-    assert response.context["env_cards"][0]["machines"] == 2
-    assert [c["summary"] for c in response.context["commits"]] == ["Initial layout"]
-    html = response.content.decode()
-    assert synced.head()[:10] in html
-    assert 'action="/search/"' in html
 
 
 def test_application_page_shows_breadcrumbs_readme_artifacts_and_tabs(synced, viewer, client_for):
@@ -418,11 +405,6 @@ def test_banner_keeps_the_last_error_while_the_old_index_is_shown(synced, viewer
 
 # Session, user, the context processor's sync state, then the page's own queries.
 EXPECTED_QUERIES = {
-    # + kinds, artifacts, lint summary, last run, environments, indexed sha (recent commits),
-    # change control: open CRs per state, the user's groups, open unauthorized commits and their count;
-    # status accounting (audits.queries.status_overview): machine statuses per environment, overdue
-    # checks, open CRs per environment, last runs' trend, last audit, last sync, open CRs, unauthorized
-    "home": 19,
     "environment": 12,  # + indexed sha, CI, children, artifacts, 2 permission lookups, warnings, 2 siblings
     "machine": 12,
     "application": 12,
@@ -433,7 +415,6 @@ EXPECTED_QUERIES = {
 
 def _measure(client, env: str) -> dict[str, int]:
     return {
-        "home": count_queries(client, reverse("cmdb:home")),
         "environment": count_queries(client, ci_url(env)),
         "machine": count_queries(client, ci_url(f"{env}/node0001")),
         "application": count_queries(client, ci_url(f"{env}/node0001/nginx")),
@@ -462,7 +443,7 @@ def test_pages_cost_the_same_queries_for_3_or_60_machines(work_repo, viewer, cli
 
 def test_pinned_query_counts_on_the_standard_layout(synced, viewer, client_for, django_assert_num_queries):
     client = client_for(viewer)
-    for url, expected in ((reverse("cmdb:home"), 19), (ci_url("production"), 12), (ci_url("production/web1"), 12),
+    for url, expected in ((reverse("home"), 19), (ci_url("production"), 12), (ci_url("production/web1"), 12),
                           (ci_url("production/web1/nginx"), 12), (reverse("cmdb:search") + "?q=nginx", 5)):
         client.get(url)  # READMEs are rendered and kept on first view
         with django_assert_num_queries(expected):

@@ -13,10 +13,10 @@ SYNC = "/sync/"
 
 
 def test_sync_button_is_shown_to_staff_only(synced, viewer, staff, client_for):
-    staff_home = client_for(staff).get(reverse("cmdb:home")).content.decode()
+    staff_home = client_for(staff).get(reverse("home")).content.decode()
     assert f'action="{reverse("cmdb:sync_start")}"' in staff_home and "Sync now" in staff_home
     assert f'href="{reverse("admin:index")}"' in staff_home
-    viewer_home = client_for(viewer).get(reverse("cmdb:home")).content.decode()
+    viewer_home = client_for(viewer).get(reverse("home")).content.decode()
     assert f'action="{reverse("cmdb:sync_start")}"' not in viewer_home and "Sync now" not in viewer_home
     assert reverse("admin:index") not in viewer_home
 
@@ -34,11 +34,11 @@ def test_staff_starts_a_sync_with_the_button(synced, staff, client_for, django_c
     new_head = synced.commit("Change to pick up")
     client = client_for(staff)
     with django_capture_on_commit_callbacks(execute=True):
-        response = csrf_post(client, SYNC, {"next": reverse("cmdb:home")})
-    assert response.status_code == 302 and response["Location"] == reverse("cmdb:home")
+        response = csrf_post(client, SYNC, {"next": reverse("home")})
+    assert response.status_code == 302 and response["Location"] == reverse("home")
     run = SyncRun.objects.get(trigger="button")
     assert run.requested_by == staff and run.status == SyncRun.Status.SUCCEEDED and run.to_sha == new_head
-    home = client.get(reverse("cmdb:home")).content.decode()
+    home = client.get(reverse("home")).content.decode()
     assert "Sync requested" in home  # the message is shown after the redirect
     runs = client.get(reverse("cmdb:syncrun_list")).content.decode()
     assert "button" in runs and staff.username in runs

@@ -44,7 +44,7 @@ def count_queries(client, url: str) -> int:
 
 def csrf_post(client, url: str, data: dict | None = None):
     """POST like a browser does: with the token from the cookie a page set (every page has the logout form)."""
-    client.get(reverse("cmdb:home"))
+    client.get(reverse("home"))
     token = client.cookies["csrftoken"].value
     return client.post(url, {**(data or {}), "csrfmiddlewaretoken": token})
 

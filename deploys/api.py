@@ -1,6 +1,7 @@
 """``/api/dry-runs/``, ``/api/jobs/{id}/``, ``/api/jobs/{id}/cancel/``, ``/api/changes/{id}/dry-run/``.
 
-Thin views over ``changes.dryrun``: refusals keep the service's message and status (403, 409, 400).
+Thin views over ``deploys.services``: refusals propagate to ``portal.api.exception_handler``, which
+keeps the service's message and status (403, 409, 400).
 Starting answers 202 with the job; the work runs in Celery workers, so clients poll the job.
 """
 
@@ -8,27 +9,16 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from django.urls import path
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, serializers, status
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from changes import dryrun, permissions
-from changes.models import ChangeRequest, DryRunJob, MachinePlan
-from changes.services import ChangeError, ChangeForbidden
+from changes.models import ChangeRequest
 from cmdb import converters  # noqa: F401 (registers the id converter)
-
-
-class _ErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-
-
-class _ServiceError(exceptions.APIException):
-    """A service's refusal (ChangeError, AuditError: anything with a ``status``) as a JSON error."""
-
-    def __init__(self, exc: ChangeError | Exception):
-        super().__init__(str(exc))
-        self.status_code = getattr(exc, "status", 400)
+from deploys import permissions, services
+from deploys.models import DryRunJob, MachinePlan
+from portal.api import error_responses
 
 
 class DryRunRequestSerializer(serializers.Serializer):
@@ -103,16 +93,7 @@ def _job_data(job: DryRunJob) -> dict:
     return data
 
 
-def _errors(*codes: int) -> dict:
-    return {code: OpenApiResponse(_ErrorSerializer) for code in codes}
-
-
 class _Base(APIView):
-    def handle_exception(self, exc):
-        if isinstance(exc, ChangeError):
-            exc = _ServiceError(exc)
-        return super().handle_exception(exc)
-
     @staticmethod
     def validated(serializer_class, request) -> dict:
         serializer = serializer_class(data=request.data)
@@ -122,35 +103,35 @@ class _Base(APIView):
     @staticmethod
     def allowed(user, change: ChangeRequest | None = None) -> None:
         # Before validation: a caller who may not start dry runs learns nothing from the payload check.
-        if not permissions.can(user, "dry_run", change):
-            raise ChangeForbidden(permissions.denial("dry_run"))
+        if not permissions.can_dry_run(user, change):
+            raise services.DeployForbidden(permissions.DRY_RUN_DENIAL)
 
 
 class DryRunStartView(_Base):
     @extend_schema(operation_id="dry_runs_create", request=DryRunRequestSerializer,
-                   responses={202: DryRunJobSerializer, **_errors(400, 403, 409)}, tags=["dry runs"])
+                   responses={202: DryRunJobSerializer, **error_responses(400, 403, 409)}, tags=["dry runs"])
     def post(self, request):
         """Queue a dry run of a revision (sha, tag or branch) on some or all machines."""
         self.allowed(request.user)
         data = self.validated(DryRunRequestSerializer, request)
-        job = dryrun.dryrun_start(acting_user=request.user, revision=data["revision"], machines=data.get("machines"))
+        job = services.dryrun_start(acting_user=request.user, revision=data["revision"], machines=data.get("machines"))
         return Response(_job_data(job), status=status.HTTP_202_ACCEPTED)
 
 
 class ChangeDryRunView(_Base):
     @extend_schema(operation_id="changes_dry_run_create", request=ChangeDryRunRequestSerializer,
-                   responses={202: DryRunJobSerializer, **_errors(400, 403, 404, 409)}, tags=["dry runs"])
+                   responses={202: DryRunJobSerializer, **error_responses(400, 403, 404, 409)}, tags=["dry runs"])
     def post(self, request, pk: int):
         """Queue a dry run of a change request's branch head on the machines it impacts."""
         change = get_object_or_404(ChangeRequest, pk=pk)
         self.allowed(request.user, change)
         data = self.validated(ChangeDryRunRequestSerializer, request)
-        job = dryrun.dryrun_start(acting_user=request.user, change=change, machines=data.get("machines"))
+        job = services.dryrun_start(acting_user=request.user, change=change, machines=data.get("machines"))
         return Response(_job_data(job), status=status.HTTP_202_ACCEPTED)
 
 
 class JobDetailView(_Base):
-    @extend_schema(operation_id="jobs_retrieve", responses={200: DryRunJobSerializer, **_errors(404)},
+    @extend_schema(operation_id="jobs_retrieve", responses={200: DryRunJobSerializer, **error_responses(404)},
                    tags=["dry runs"])
     def get(self, request, pk: int):
         """A dry run: state, progress, the plan of every machine done so far, and its log."""
@@ -159,10 +140,10 @@ class JobDetailView(_Base):
 
 class JobCancelView(_Base):
     @extend_schema(operation_id="jobs_cancel", request=None,
-                   responses={200: DryRunJobSerializer, **_errors(403, 404, 409)}, tags=["dry runs"])
+                   responses={200: DryRunJobSerializer, **error_responses(403, 404, 409)}, tags=["dry runs"])
     def post(self, request, pk: int):
         """Cancel a queued or running dry run (the requester, approvers and staff)."""
-        job = dryrun.dryrun_cancel(job=get_object_or_404(DryRunJob, pk=pk), acting_user=request.user)
+        job = services.dryrun_cancel(job=get_object_or_404(DryRunJob, pk=pk), acting_user=request.user)
         return Response(_job_data(job))
 
 

@@ -1,16 +1,18 @@
-"""Browser pages of dry-run jobs, mounted at ``/jobs/``: the job page and its live-refreshed partial."""
+"""Browser pages of dry-run jobs, mounted at ``/jobs/``: the job page and its live-refreshed partial.
+
+Refusals propagate to :class:`portal.middleware.RefusalMiddleware`."""
 
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from changes import dryrun, permissions, planner
-from changes.models import ChangeRequest, DryRunJob
-from changes.services import ChangeError
+from changes.models import ChangeRequest
 from cmdb.browse import highlight_diff
+from deploys import permissions, services
+from deploys.models import DryRunJob
+from fleet import planner
 
 
 def _context(request, job: DryRunJob) -> dict:
@@ -27,8 +29,7 @@ def _context(request, job: DryRunJob) -> dict:
         "job": job,
         "plans": plans,
         "log": list(job.log_lines.all()),
-        "can_cancel": not job.is_finished and (user.is_staff or job.requested_by_id == user.pk
-                                               or permissions.is_approver(user)),
+        "can_cancel": not job.is_finished and permissions.can_cancel(user, job),
     }
 
 
@@ -39,21 +40,15 @@ def _job(pk: int) -> DryRunJob:
 @require_GET
 def job_detail(request, pk: int):
     job = _job(pk)
-    template = "changes/_job_body.html" if request.htmx else "changes/job_detail.html"
+    template = "deploys/_job_body.html" if request.htmx else "deploys/job_detail.html"
     return render(request, template, _context(request, job))
 
 
 @require_POST
 def job_cancel(request, pk: int):
     job = _job(pk)
-    try:
-        dryrun.dryrun_cancel(job=job, acting_user=request.user)
-    except ChangeError as exc:
-        if exc.status == 403:
-            return HttpResponseForbidden(str(exc))
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Dry run {job.pk} cancelled.")
+    services.dryrun_cancel(job=job, acting_user=request.user)
+    messages.success(request, f"Dry run {job.pk} cancelled.")
     return redirect(job)
 
 
@@ -61,11 +56,5 @@ def job_cancel(request, pk: int):
 def change_dry_run(request, pk: int):
     """Start a dry run of a change request (the button on its page) and show the job."""
     change = get_object_or_404(ChangeRequest, pk=pk)
-    try:
-        job = dryrun.dryrun_start(acting_user=request.user, change=change)
-    except ChangeError as exc:
-        if exc.status == 403:
-            return HttpResponseForbidden(str(exc))
-        messages.error(request, str(exc))
-        return redirect(change)
+    job = services.dryrun_start(acting_user=request.user, change=change)
     return redirect(job)

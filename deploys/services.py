@@ -1,46 +1,55 @@
 """Dry-run jobs: what deploying a revision would do on the machines, computed without touching them.
 
 Every function is keyword-only and is the one place its action happens (views, the API and the
-Celery tasks call these). Starting a job writes its row (and a ``ChangeEvent`` for a change request)
+Celery tasks call these). Starting a job writes its row (and a record event for a change request)
 in one transaction; the work is queued with ``transaction.on_commit`` so that a worker never sees a
-job that was rolled back. Machines are only ever looked at (``cmdb.transport`` reads, never writes).
+job that was rolled back. Machines are looked at through :func:`fleet.look.look_at_machines`, the
+loop audits use too; a dry run never writes to a machine.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from changes import permissions, planner
-from changes.models import ChangeEvent, ChangeRequest, DryRunJob, JobLogLine, MachinePlan
-from changes.services import BadBranch, ChangeConflict, ChangeForbidden, IllegalTransition
+from changes import services as change_services
+from changes.models import ChangeRequest
 from cmdb import services as cmdb_services
-from cmdb.declared import MachineDeclaration, declared_configuration
 from cmdb.gitrepo import ConfigRepo, GitError, UnknownRevision
 from cmdb.indexer import secret_patterns
-from cmdb.transport import (
-    AuthenticationFailed,
-    HostKeyUnknown,
-    MachineSnapshot,
-    ManualMachine,
-    SshSettings,
-    Timeouts,
-    TransportError,
-    Unreachable,
-    stat_machines_parallel,
-)
+from deploys import permissions
+from deploys.models import DryRunJob, JobLogLine, MachinePlan
+from fleet import look, planner
+from fleet.declared import declared_configuration
+from portal.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
 State = DryRunJob.State
 Status = MachinePlan.Status
-MANUAL_REASON = "configured by hand; documented only"
+
+
+class DeployError(ServiceError):
+    """Base of release errors; ``str()`` is the message shown to users."""
+
+
+class DeployForbidden(DeployError):
+    status = 403
+
+
+class DeployConflict(DeployError):
+    """The job or change request is not in a state that allows the action."""
+
+    status = 409
+
+
+class BadRevision(DeployError):
+    """Not a revision, machine path or branch the repository knows."""
 
 
 # --- helpers -------------------------------------------------------------------------------------------
@@ -50,7 +59,7 @@ def _log(job_id: int, message: str, level: str = "info") -> None:
 
 def _event(change: ChangeRequest | None, actor, action: str, message: str, **data) -> None:
     if change is not None:
-        ChangeEvent.objects.create(change=change, actor=actor, action=action, message=message, data=data)
+        change_services.record_event(change=change, actor=actor, action=action, message=message, **data)
 
 
 def _resolve(repo: ConfigRepo, rev: str) -> str:
@@ -61,45 +70,27 @@ def _resolve(repo: ConfigRepo, rev: str) -> str:
         except UnknownRevision:
             pass
         except GitError as exc:
-            raise BadBranch(str(exc)) from exc
+            raise BadRevision(str(exc)) from exc
         if attempt == 0:
             try:
                 repo.fetch(settings.CMDB_BRANCH)
             except GitError:
                 break
-    raise BadBranch(f"Unknown revision {rev[:80]!r}.")
-
-
-def ssh_settings() -> SshSettings | None:
-    """The portal's SSH identity from settings, or None when none is configured."""
-    if not settings.CMDB_SSH_KEY or not settings.CMDB_SSH_KNOWN_HOSTS:
-        return None
-    return SshSettings(
-        Path(settings.CMDB_SSH_KEY),
-        Path(settings.CMDB_SSH_KNOWN_HOSTS),
-        Timeouts(float(settings.CMDB_SSH_CONNECT_TIMEOUT), float(settings.CMDB_SSH_COMMAND_TIMEOUT)),
-        settings.CMDB_SSH_USER or None,
-    )
-
-
-def batches(machines: list[str], size: int | None = None) -> list[list[str]]:
-    """``machines`` in slices of ``size`` (default ``CMDB_DRY_RUN_BATCH``), one task each."""
-    size = max(1, size or settings.CMDB_DRY_RUN_BATCH)
-    return [machines[i:i + size] for i in range(0, len(machines), size)]
+    raise BadRevision(f"Unknown revision {rev[:80]!r}.")
 
 
 # --- starting and cancelling ---------------------------------------------------------------------------
 def dryrun_start(*, acting_user, change: ChangeRequest | None = None, revision: str | None = None,
                  machines: list[str] | None = None) -> DryRunJob:
     """Queue a dry run of a change request's branch head, or of any revision (sha, tag, branch)."""
-    if not permissions.can(acting_user, "dry_run", change):
-        raise ChangeForbidden("Only requesters, approvers and staff may start dry runs.")
+    if not permissions.can_dry_run(acting_user, change):
+        raise DeployForbidden(permissions.DRY_RUN_DENIAL)
     if change is None and not revision:
-        raise BadBranch("A dry run needs a change request or a revision.")
+        raise BadRevision("A dry run needs a change request or a revision.")
     repo = cmdb_services.get_repo()
     if change is not None:
         if change.branch_missing:
-            raise BadBranch(f"The branch {change.branch!r} is gone from origin.")
+            raise BadRevision(f"The branch {change.branch!r} is gone from origin.")
         sha = change.head_sha or _resolve(repo, change.branch)
         label = revision or change.branch
         if revision:
@@ -112,14 +103,14 @@ def dryrun_start(*, acting_user, change: ChangeRequest | None = None, revision: 
         wanted = sorted({m.strip().strip("/") for m in machines if m and m.strip().strip("/")})
         bad = [m for m in wanted if m.count("/") != 1]
         if bad:
-            raise BadBranch(f"Not a machine path (environment/machine): {bad[0]!r}.")
+            raise BadRevision(f"Not a machine path (environment/machine): {bad[0]!r}.")
     elif change is not None:
         wanted = change.machines()
     else:
         try:
             wanted = sorted(declared_configuration(repo, sha, local_root_base=settings.CMDB_LOCAL_ROOT_BASE))
         except GitError as exc:
-            raise ChangeConflict(f"Cannot read the revision: {exc}") from exc
+            raise DeployConflict(f"Cannot read the revision: {exc}") from exc
     with transaction.atomic():
         job = DryRunJob.objects.create(
             change=change, revision=sha, rev_label=label[:255], requested_by=acting_user,
@@ -135,20 +126,19 @@ def dryrun_start(*, acting_user, change: ChangeRequest | None = None, revision: 
 
 
 def _enqueue_dispatch(job_id: int) -> None:
-    from changes import tasks
+    from deploys import tasks
 
     tasks.dryrun_dispatch.delay(job_id)
 
 
 def dryrun_cancel(*, job: DryRunJob, acting_user) -> DryRunJob:
     """Stop a queued or running job: batches not started yet do nothing; running ones are ignored."""
-    if not (acting_user.is_authenticated and (acting_user.is_staff or job.requested_by_id == acting_user.pk
-                                              or permissions.is_approver(acting_user))):
-        raise ChangeForbidden("Only the requester of a dry run, approvers and staff may cancel it.")
+    if not permissions.can_cancel(acting_user, job):
+        raise DeployForbidden("Only the requester of a dry run, approvers and staff may cancel it.")
     with transaction.atomic():
         locked = DryRunJob.objects.select_for_update().get(pk=job.pk)
         if locked.is_finished:
-            raise IllegalTransition(f"Cannot cancel a dry run that is {locked.state}.")
+            raise DeployConflict(f"Cannot cancel a dry run that is {locked.state}.")
         locked.state = State.CANCELLED
         locked.finished_at = timezone.now()
         locked.save(update_fields=["state", "finished_at"])
@@ -171,7 +161,7 @@ def dryrun_begin(*, job_id: int) -> list[list[str]]:
         if not job.machines:
             _finish(job.pk)
             return []
-        return batches(list(job.machines))
+        return look.batches(list(job.machines), settings.CMDB_DRY_RUN_BATCH)
 
 
 class _JobClosed(Exception):
@@ -228,68 +218,30 @@ def dryrun_run_batch(*, job_id: int, machine_paths: list[str]) -> None:
     try:
         repo = cmdb_services.get_repo()
         patterns = secret_patterns(repo, job.revision)
-        declared = declared_configuration(repo, job.revision, machines=todo,
-                                          local_root_base=settings.CMDB_LOCAL_ROOT_BASE, secret_patterns=patterns)
-        baseline: dict[str, MachineDeclaration] = {}
-        if job.baseline_sha and job.baseline_sha != job.revision:
-            baseline = declared_configuration(repo, job.baseline_sha, machines=todo,
-                                              local_root_base=settings.CMDB_LOCAL_ROOT_BASE, secret_patterns=patterns)
     except GitError as exc:
         for machine in todo:
             _save_plan(job_id, machine, Status.ERROR, reason=f"Cannot read the repository: {exc}")
         return
 
-    looked: dict[str, MachineDeclaration] = {}
-    for machine in todo:
-        decl = declared.get(machine)
-        base = baseline.get(machine)
-        if decl is None and base is not None:
-            decl = MachineDeclaration(machine, access=base.access)  # removed: every file is a deletion
-        if decl is None:
-            _save_plan(job_id, machine, Status.ERROR, reason="The machine is not in the repository at this revision.")
-        elif decl.errors:
-            _save_plan(job_id, machine, Status.ERROR, reason="\n".join(str(e) for e in decl.errors))
-        elif decl.access.transport == "manual":
+    def proceed(names: list[str]) -> bool:
+        if not _is_active(job_id):
+            return False
+        _log(job_id, f"Looking at {len(names)} machine(s): {', '.join(names)}.")
+        return True
+
+    looks = look.look_at_machines(repo, job.revision, todo, baseline=job.baseline_sha, secret_patterns=patterns,
+                                  local_root_base=settings.CMDB_LOCAL_ROOT_BASE,
+                                  ssh_settings=look.ssh_settings_from(settings), proceed=proceed)
+    for seen in looks:
+        if seen.status == look.PLANNED:
+            _save_plan(job_id, seen.machine, Status.PLANNED, items=[a.to_dict() for a in seen.actions],
+                       reload=seen.reload)
+        elif seen.status == look.MANUAL and seen.declaration is not None:
             items = [{"target": f.target, "action": "documented", "app_path": f.app_path, "secret": f.secret}
-                     for f in decl.files.values()]
-            _save_plan(job_id, machine, Status.MANUAL, reason=MANUAL_REASON, items=items)
+                     for f in seen.declaration.files.values()]
+            _save_plan(job_id, seen.machine, Status.MANUAL, reason=seen.reason, items=items)
         else:
-            looked[machine] = decl
-    if not looked or not _is_active(job_id):
-        return
-
-    shas = {f.blob_sha for d in looked.values() for f in d.files.values()}
-    blobs = repo.read_blobs(shas) if shas else {}
-    declared_bytes = {m: {t: blobs[f.blob_sha] for t, f in d.files.items() if f.blob_sha in blobs}
-                      for m, d in looked.items()}
-    paths: dict[str, list[str]] = {}
-    for m, d in looked.items():
-        old = baseline.get(m)
-        paths[m] = sorted(set(d.files) | (set(old.files) if old is not None and not old.errors else set()))
-
-    def read(name: str, files: dict) -> list[str]:
-        return planner.paths_to_read(looked[name], files, declared_bytes[name])
-
-    _log(job_id, f"Looking at {len(looked)} machine(s): {', '.join(sorted(looked))}.")
-    snapshots = stat_machines_parallel(
-        {m: d.access for m, d in looked.items()}, paths, ssh_settings=ssh_settings(), read=read,
-    )
-    for machine, decl in looked.items():
-        result = snapshots.get(machine)
-        if isinstance(result, ManualMachine):
-            _save_plan(job_id, machine, Status.MANUAL, reason=MANUAL_REASON)
-        elif isinstance(result, (Unreachable, AuthenticationFailed, HostKeyUnknown)):
-            _save_plan(job_id, machine, Status.UNREACHABLE, reason=result.message)
-        elif isinstance(result, TransportError):
-            _save_plan(job_id, machine, Status.ERROR, reason=result.message)
-        elif isinstance(result, MachineSnapshot):
-            old = baseline.get(machine)
-            old = old if old is not None and not old.errors else None
-            actions = planner.plan_machine(decl, old, result.files, declared_bytes[machine], result.contents)
-            reload = planner.reload_commands(decl, actions, old)
-            _save_plan(job_id, machine, Status.PLANNED, items=[a.to_dict() for a in actions], reload=reload)
-        else:  # pragma: no cover - stat_machines_parallel answers for every machine
-            _save_plan(job_id, machine, Status.ERROR, reason="No answer for this machine.")
+            _save_plan(job_id, seen.machine, seen.status, reason=seen.reason)
 
 
 def dryrun_fail_machines(*, job_id: int, machine_paths: list[str], reason: str) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from changes import dryrun
-from changes.models import ChangeEvent, DryRunJob, MachinePlan
-from changes.services import ChangeForbidden, IllegalTransition
+from changes.models import ChangeEvent
 from cmdb.secrets import MASK
-from tests.changes.dryrun_util import snapshot_tree
+from deploys import services as dryrun
+from deploys.models import DryRunJob, MachinePlan
+from tests.fixtures.dryrun_repo import snapshot_tree
 
 
 @pytest.fixture
@@ -79,9 +79,9 @@ def test_branch_names_and_machine_lists(dry_env, staff, django_capture_on_commit
     job = run(django_capture_on_commit_callbacks, acting_user=staff, revision=dry_env["branch"],
               machines=["prod/web1"])
     assert job.rev_label == dry_env["branch"] and job.machines == ["prod/web1"] and job.state == "succeeded"
-    with pytest.raises(dryrun.BadBranch):
+    with pytest.raises(dryrun.BadRevision):
         dryrun.dryrun_start(acting_user=staff, revision="no-such-branch")
-    with pytest.raises(dryrun.BadBranch):
+    with pytest.raises(dryrun.BadRevision):
         dryrun.dryrun_start(acting_user=staff, revision="main", machines=["prod"])
 
 
@@ -89,9 +89,9 @@ def test_branch_names_and_machine_lists(dry_env, staff, django_capture_on_commit
 def test_permission_per_role(dry_env, cr, all_roles, role, allowed, django_capture_on_commit_callbacks):
     user = all_roles[role]
     if not allowed:
-        with pytest.raises(ChangeForbidden):
+        with pytest.raises(dryrun.DeployForbidden):
             dryrun.dryrun_start(acting_user=user, change=cr)
-        with pytest.raises(ChangeForbidden):
+        with pytest.raises(dryrun.DeployForbidden):
             dryrun.dryrun_start(acting_user=user, revision="main")
         assert not DryRunJob.objects.exists()
         return
@@ -101,7 +101,7 @@ def test_permission_per_role(dry_env, cr, all_roles, role, allowed, django_captu
 
 def test_tasks_are_enqueued_only_after_commit(dry_env, cr, requester, django_capture_on_commit_callbacks,
                                                monkeypatch):
-    from changes import tasks
+    from deploys import tasks
 
     sent = []
     monkeypatch.setattr(tasks.dryrun_dispatch, "delay", lambda job_id: sent.append(job_id))
@@ -117,17 +117,17 @@ def test_tasks_are_enqueued_only_after_commit(dry_env, cr, requester, django_cap
 def test_cancel(dry_env, cr, requester, viewer, approver, django_capture_on_commit_callbacks, settings):
     with django_capture_on_commit_callbacks(execute=False):
         job = dryrun.dryrun_start(acting_user=requester, change=cr)
-    with pytest.raises(ChangeForbidden):
+    with pytest.raises(dryrun.DeployForbidden):
         dryrun.dryrun_cancel(job=job, acting_user=viewer)
     job = dryrun.dryrun_cancel(job=job, acting_user=requester)
     assert job.state == "cancelled" and job.finished_at
     # A worker picking the job up later does nothing.
-    from changes import tasks
+    from deploys import tasks
 
     assert tasks.dryrun_dispatch.delay(job.pk).get() == 0
     tasks.dryrun_batch.delay(job.pk, ["prod/web1"]).get()
     assert not job.plans.exists()
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(dryrun.DeployConflict):
         dryrun.dryrun_cancel(job=job, acting_user=approver)
     assert ChangeEvent.objects.filter(change=cr, action="dry-run-cancelled").count() == 1
 
@@ -237,7 +237,7 @@ def test_soft_time_limit_marks_the_batch_timed_out(dry_env, cr, requester, monke
                                                   django_capture_on_commit_callbacks):
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from changes import tasks
+    from deploys import tasks
 
     def slow(**kwargs):
         raise SoftTimeLimitExceeded()
@@ -256,7 +256,7 @@ def test_change_page_snippet_renders(dry_env, cr, requester, viewer, rf, django_
     from django.template import Context, Template
 
     snippet = (
-        "{% load dryrun_tags %}{% can_dry_run change as may %}{% recent_dry_runs change as jobs %}"
+        "{% load deploys_tags %}{% can_dry_run change as may %}{% recent_dry_runs change as jobs %}"
         "{% if may %}BUTTON{% endif %}{% for j in jobs %}[{{ j.pk }} {{ j.state }}]{% endfor %}"
     )
     run(django_capture_on_commit_callbacks, acting_user=requester, change=cr, machines=["prod/db1"])

@@ -6,16 +6,10 @@ import subprocess
 
 import pytest
 
-from cmdb.declared import (
-    DeclaredFile,
-    MachineAccess,
-    ManifestError,
-    declared_configuration,
-    declared_contents,
-    manifest_errors,
-)
 from cmdb.gitrepo import ConfigRepo
 from cmdb.secrets import SecretPatterns
+from fleet.declared import declared_bytes, declared_configuration, manifest_errors
+from fleet.manifest import DeclaredFile, MachineAccess, ManifestError
 from tests.gitutil import WorkRepo, write_standard_layout
 
 NGINX = "production/web1/nginx"
@@ -69,19 +63,18 @@ def test_files_tree_declares_targets_with_git_modes(work):
     assert decls["production/db1"].files["/etc/postgresql/postgresql.conf"].app_path == "production/db1/postgresql"
 
 
-def test_declared_contents_reads_every_blob_at_once(work):
+def test_declared_bytes_reads_every_blob_of_every_machine_at_once(work):
     write_standard_layout(work)
     decls = declare(work)
     repo = ConfigRepo(work.path)
     calls = []
     original = repo.read_blobs
     repo.read_blobs = lambda shas: calls.append(list(shas)) or original(calls[-1])  # type: ignore[method-assign]
-    contents = declared_contents(repo, decls["production/web1"].files)
-    assert contents == {"/etc/nginx/nginx.conf": b"worker_processes 4;\nevents { worker_connections 1024; }\n"}
+    contents = declared_bytes(repo, [decls["production/web1"], decls["production/db1"]])
+    assert contents["production/web1"] == {
+        "/etc/nginx/nginx.conf": b"worker_processes 4;\nevents { worker_connections 1024; }\n"}
+    assert contents["production/db1"] == {"/etc/postgresql/postgresql.conf": b"shared_buffers = 1GB\n"}
     assert len(calls) == 1
-    assert declared_contents(repo, list(decls["production/db1"].files.values())) == {
-        "/etc/postgresql/postgresql.conf": b"shared_buffers = 1GB\n"
-    }
 
 
 def test_symlink_in_files_is_declared_as_a_symlink(work):
@@ -90,7 +83,7 @@ def test_symlink_in_files_is_declared_as_a_symlink(work):
     decl = declare(work)["production/web1"]
     link = decl.files["/etc/nginx/sites-enabled/default"]
     assert link.kind == "symlink" and link.mode == 0o777
-    assert declared_contents(ConfigRepo(work.path), [link]) == {link.target: b"../sites-available/default"}
+    assert declared_bytes(ConfigRepo(work.path), [decl])["production/web1"][link.target] == b"../sites-available/default"
 
 
 # --- application manifests ---------------------------------------------------------------------------------
@@ -137,7 +130,7 @@ def test_source_from_common_with_secret_flag(work):
     assert pem.blob_sha == blob_sha(work, "production/_common/tls/fullchain.pem")
     assert (pem.secret, pem.mode, pem.app_path) == (True, 0o600, NGINX)
     assert not decl.files["/etc/nginx/nginx.conf"].secret
-    content = declared_contents(ConfigRepo(work.path), decl.files)
+    content = declared_bytes(ConfigRepo(work.path), [decl])["production/web1"]
     assert content["/etc/ssl/fullchain.pem"].startswith(b"-----BEGIN CERTIFICATE-----")
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 
-from changes.planner import paths_to_read, plan_machine, reload_commands, summarize
-from cmdb.declared import DeclaredFile, MachineAccess, MachineDeclaration
 from cmdb.secrets import MASK
-from cmdb.transport import LiveFile
+from fleet.manifest import DeclaredFile, MachineAccess, MachineDeclaration
+from fleet.planner import paths_to_read, plan_machine, reload_commands, summarize
+from fleet.transport import LiveFile
 
 KEY = b"-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n"
 

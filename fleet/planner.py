@@ -1,7 +1,7 @@
 """What a deploy of a revision would do to one machine: pure planning logic (no Django, no I/O).
 
-Inputs are what :mod:`cmdb.declared` says the revision (and ``main``, the baseline) declare and what
-:mod:`cmdb.transport` saw on the machine. The plan is a list of :class:`FileAction`:
+Inputs are what :mod:`fleet.declared` says the revision (and ``main``, the baseline) declare and what
+:mod:`fleet.transport` saw on the machine. The plan is a list of :class:`FileAction`:
 
 - ``create``: declared, not on the machine;
 - ``update``: on the machine but the content (SHA-256), the mode, or the owner/group (only when the
@@ -22,9 +22,9 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
-from cmdb.declared import DeclaredFile, MachineDeclaration
 from cmdb.secrets import MASK, has_private_key, mask_text
-from cmdb.transport import LiveFile
+from fleet.manifest import DeclaredFile, MachineDeclaration
+from fleet.transport import LiveFile
 
 __all__ = ["ACTIONS", "FileAction", "paths_to_read", "plan_machine", "reload_commands", "summarize"]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from cmdb import transport as transport_module
-from cmdb.declared import MachineAccess
-from cmdb.transport import (
+from fleet.manifest import MachineAccess
+from fleet.transport import (
+    DEFAULT_MAX_READ_BYTES,
     AuthenticationFailed,
     HostKeyUnknown,
     LiveFile,
@@ -22,14 +22,12 @@ from cmdb.transport import (
     MachineSnapshot,
     ManualMachine,
     SshSettings,
-    SshTransport,
     Timeouts,
-    Transport,
     TransportError,
     Unreachable,
-    open_transport,
     stat_machines_parallel,
 )
+from fleet.transport import scripts as transport_module
 from tests.services import find_binary, free_port, start_sshd
 
 SERVICES_REQUIRED = bool(os.environ.get("CMDB_TEST_SERVICES"))
@@ -78,7 +76,6 @@ def machine(tmp_path) -> Path:
 
 def test_local_metadata_and_hashes(machine):
     live = LocalTransport(machine)
-    assert isinstance(live, Transport)
     paths = ["/etc/nginx/nginx.conf", "/usr/local/bin/tool", "/etc/with space.conf", "/etc/new\nline.conf",
              "/etc/missing.conf", "/etc/nginx/conf.d", "/etc/nginx/nginx.conf/below"]
     got = live.stat_many(paths)
@@ -141,16 +138,16 @@ def test_local_transport_never_writes(machine):
     assert snapshot_tree(machine) == before
 
 
-def test_open_transport_local_and_manual(machine, tmp_path):
-    local = open_transport(MachineAccess("local", root=machine))
-    assert local.stat_many(["/usr/local/bin/tool"])["/usr/local/bin/tool"].mode == 0o755
-    local.close()
-    with pytest.raises(ManualMachine, match="configured by hand; documented only"):
-        open_transport(MachineAccess("manual"))
-    with pytest.raises(Unreachable):
-        open_transport(MachineAccess("local", root=tmp_path / "absent"))
-    with pytest.raises(TransportError):
-        open_transport(MachineAccess("ssh", host="example.invalid"))  # no key configured
+def test_each_transport_answers_or_says_why(machine, tmp_path):
+    accesses = {"local": MachineAccess("local", root=machine), "manual": MachineAccess("manual"),
+                "absent": MachineAccess("local", root=tmp_path / "absent"),
+                "nokey": MachineAccess("ssh", host="example.invalid"), "odd": MachineAccess("carrier-pigeon")}
+    got = stat_machines_parallel(accesses, dict.fromkeys(accesses, ["/usr/local/bin/tool"]), ssh_settings=None)
+    assert got["local"].files["/usr/local/bin/tool"].mode == 0o755
+    assert isinstance(got["manual"], ManualMachine) and got["manual"].message == "configured by hand; documented only"
+    assert isinstance(got["absent"], Unreachable)
+    assert type(got["nokey"]) is TransportError and "no SSH key" in got["nokey"].message
+    assert type(got["odd"]) is TransportError and "Unknown transport" in got["odd"].message
 
 
 def test_parallel_with_local_and_manual_machines(machine, tmp_path):
@@ -204,17 +201,40 @@ def remote(sshd) -> Path:
     return base
 
 
-def ssh_transport(sshd, **kwargs) -> SshTransport:
-    options = {"key_path": sshd.key_path, "known_hosts_path": sshd.known_hosts_path, "connect_timeout": 10.0}
-    options.update(kwargs)
-    return SshTransport(sshd.host, sshd.port, sshd.user, **options)
+def look(sshd, paths, *, read=None, max_bytes=DEFAULT_MAX_READ_BYTES, host=None, port=None,
+         user="", key_path=None, known_hosts_path=None, connect_timeout=10.0, command_timeout=120.0,
+         default_user=None) -> MachineSnapshot:
+    """One SSH machine through what workers run (:func:`stat_machines_parallel`); its error raised."""
+    settings = SshSettings(key_path or sshd.key_path, known_hosts_path or sshd.known_hosts_path,
+                           Timeouts(connect_timeout, command_timeout), default_user)
+    access = MachineAccess("ssh", host=host or sshd.host, port=port or sshd.port,
+                           user=(sshd.user if user == "" else user))
+    result = stat_machines_parallel({"m": access}, {"m": paths}, ssh_settings=settings, read=read,
+                                    max_bytes=max_bytes)["m"]
+    if isinstance(result, TransportError):
+        raise result
+    return result
+
+
+@pytest.fixture
+def channels(monkeypatch) -> list:
+    """One entry per SSH channel (remote command) opened."""
+    opened: list = []
+    original = asyncssh.SSHClientConnection.create_session
+
+    async def counting(self, *args, **kwargs):
+        opened.append(1)
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(asyncssh.SSHClientConnection, "create_session", counting)
+    return opened
 
 
 
 
 @pytest.mark.services
 @pytest.mark.parametrize("shell_tools", ["gnu", "portable"])
-def test_ssh_metadata_and_hashes_in_one_command(sshd, remote, monkeypatch, shell_tools):
+def test_ssh_metadata_and_hashes_in_one_command(sshd, remote, monkeypatch, shell_tools, channels):
     if shell_tools == "portable":  # as on a machine without GNU stat: one stat/sha256sum per path
         script = transport_module._STAT_SCRIPT
         assert "if stat --printf='' /" in script
@@ -223,9 +243,8 @@ def test_ssh_metadata_and_hashes_in_one_command(sshd, remote, monkeypatch, shell
              "etc/tool", "etc/link", "etc/missing", "etc/shadow-like", "private/hidden.conf", "etc",
              "etc/tool/below"]
     paths = [str(remote / n) for n in names]
-    with ssh_transport(sshd) as live:
-        got = live.stat_many(paths)
-        assert live.commands_run == 1
+    got = look(sshd, paths).files
+    assert len(channels) == 1
     assert list(got) == paths
     by = dict(zip(names, (got[p] for p in paths), strict=True))
     conf = by["etc/nginx/nginx.conf"]
@@ -259,10 +278,8 @@ def test_ssh_read_many(sshd, remote, monkeypatch, encoder):
     (remote / "etc/binary.bin").write_bytes(binary)
     paths = [str(remote / n) for n in ("etc/with space.conf", "etc/new\nline.conf", "etc/binary.bin",
                                         "etc/link", "etc/missing", "etc/shadow-like")]
-    with ssh_transport(sshd) as live:
-        got = live.read_many(paths)
-        small = live.read_many(paths[:3], max_bytes=100)
-        assert live.commands_run == 2
+    got = look(sshd, paths, read=lambda name, files: paths).contents
+    small = look(sshd, paths[:3], read=lambda name, files: paths[:3], max_bytes=100).contents
     assert got == {
         paths[0]: b"space\n",
         paths[1]: b"newline\n",
@@ -273,23 +290,13 @@ def test_ssh_read_many(sshd, remote, monkeypatch, encoder):
 
 
 @pytest.mark.services
-def test_ssh_fifty_files_take_at_most_two_channels(sshd, remote, monkeypatch):
+def test_ssh_fifty_files_take_at_most_two_channels(sshd, remote, channels):
     for i in range(50):
         (remote / f"etc/file {i}.conf").write_bytes(f"content {i}\n".encode())
     paths = [str(remote / f"etc/file {i}.conf") for i in range(50)]
-    opened = []
-    original = asyncssh.SSHClientConnection.create_session
-
-    async def counting(self, *args, **kwargs):
-        opened.append(1)
-        return await original(self, *args, **kwargs)
-
-    monkeypatch.setattr(asyncssh.SSHClientConnection, "create_session", counting)
-    with ssh_transport(sshd) as live:
-        files = live.stat_many(paths)
-        changed = [p for p, f in files.items() if f.sha256 != sha(b"content 0\n")]
-        contents = live.read_many(changed)
-    assert len(opened) <= 2
+    seen = look(sshd, paths, read=lambda name, files: [p for p, f in files.items() if f.sha256 != sha(b"content 0\n")])
+    files, contents = seen.files, seen.contents
+    assert len(channels) == 2
     assert all(files[p].sha256 == sha(f"content {i}\n".encode()) for i, p in enumerate(paths))
     assert len(contents) == 49 and contents[paths[7]] == b"content 7\n"
 
@@ -298,9 +305,7 @@ def test_ssh_fifty_files_take_at_most_two_channels(sshd, remote, monkeypatch):
 def test_ssh_never_changes_the_machine(sshd, remote):
     before = snapshot_tree(remote)
     paths = [str(p) for p in remote.rglob("*")] + [str(remote / "nope")]
-    with ssh_transport(sshd) as live:
-        live.stat_many(paths)
-        live.read_many(paths)
+    look(sshd, paths, read=lambda name, files: paths)
     assert snapshot_tree(remote) == before
 
 
@@ -309,21 +314,20 @@ def test_ssh_unknown_host_key(sshd, tmp_path):
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     with pytest.raises(HostKeyUnknown, match="host key not trusted"):
-        ssh_transport(sshd, known_hosts_path=empty).stat_many(["/etc/hostname"])
+        look(sshd, ["/etc/hostname"], known_hosts_path=empty)
     other = tmp_path / "other_known_hosts"  # a different key for the same host:port
     new_key(tmp_path / "fake")
     fake = (tmp_path / "fake.pub").read_text().split()
     other.write_text(f"[{sshd.host}]:{sshd.port} {fake[0]} {fake[1]}\n")
     with pytest.raises(HostKeyUnknown):
-        open_transport(MachineAccess("ssh", host=sshd.host, port=sshd.port, user=sshd.user),
-                       ssh_key=sshd.key_path, known_hosts=other)
+        look(sshd, ["/etc/hostname"], known_hosts_path=other)
 
 
 @pytest.mark.services
 def test_ssh_wrong_key_is_refused(sshd, tmp_path):
     new_key(tmp_path / "wrong")
     with pytest.raises(AuthenticationFailed, match="refused the portal's SSH key"):
-        ssh_transport(sshd, key_path=tmp_path / "wrong").stat_many(["/etc/hostname"])
+        look(sshd, ["/etc/hostname"], key_path=tmp_path / "wrong")
 
 
 def test_ssh_closed_port_is_unreachable_quickly(tmp_path):
@@ -332,7 +336,8 @@ def test_ssh_closed_port_is_unreachable_quickly(tmp_path):
     known.write_text("")
     started = time.monotonic()
     with pytest.raises(Unreachable, match="connection refused"):
-        SshTransport("127.0.0.1", free_port(), "nobody", key, known, connect_timeout=2).stat_many(["/x"])
+        look(None, ["/x"], host="127.0.0.1", port=free_port(), user="nobody", key_path=key, known_hosts_path=known,
+             connect_timeout=2)
     assert time.monotonic() - started < 2
 
 
@@ -346,7 +351,8 @@ def test_ssh_silent_server_times_out(tmp_path):
         port = listener.getsockname()[1]
         started = time.monotonic()
         with pytest.raises(Unreachable, match="within 1s"):
-            SshTransport("127.0.0.1", port, "nobody", key, known, connect_timeout=1).stat_many(["/x"])
+            look(None, ["/x"], host="127.0.0.1", port=port, user="nobody", key_path=key, known_hosts_path=known,
+                 connect_timeout=1)
         assert time.monotonic() - started < 4
 
 
@@ -354,30 +360,24 @@ def test_ssh_silent_server_times_out(tmp_path):
 def test_ssh_command_timeout(sshd, remote, monkeypatch):
     monkeypatch.setattr(transport_module, "_STAT_SCRIPT", "sleep 5\n" + transport_module._STAT_SCRIPT)
     started = time.monotonic()
-    with ssh_transport(sshd, command_timeout=1) as live, pytest.raises(Unreachable, match="did not finish"):
-        live.stat_many([str(remote / "etc/tool")])
+    with pytest.raises(Unreachable, match="did not finish"):
+        look(sshd, [str(remote / "etc/tool")], command_timeout=1)
     assert time.monotonic() - started < 4
 
 
 @pytest.mark.services
 def test_ssh_remote_failure_is_a_transport_error(sshd, remote, monkeypatch):
     monkeypatch.setattr(transport_module, "_STAT_SCRIPT", "echo 'cmdb: stat not found' >&2; exit 127\n")
-    with ssh_transport(sshd) as live, pytest.raises(TransportError, match="stat not found"):
-        live.stat_many([str(remote / "etc/tool")])
+    with pytest.raises(TransportError, match="stat not found"):
+        look(sshd, [str(remote / "etc/tool")])
 
 
 @pytest.mark.services
-def test_open_transport_ssh_uses_the_default_user(sshd, remote):
-    access = MachineAccess("ssh", host=sshd.host, port=sshd.port, user=None)
-    live = open_transport(access, ssh_key=sshd.key_path, known_hosts=sshd.known_hosts_path,
-                          timeouts=Timeouts(5, 30), default_user=sshd.user)
-    try:
-        assert isinstance(live, SshTransport) and live.commands_run == 0  # connected, nothing run yet
-        assert live.stat_many([str(remote / "etc/tool")])[str(remote / "etc/tool")].mode == 0o775
-    finally:
-        live.close()
+def test_ssh_uses_the_default_user_when_the_manifest_names_none(sshd, remote):
+    tool = str(remote / "etc/tool")
+    assert look(sshd, [tool], user=None, default_user=sshd.user).files[tool].mode == 0o775
     with pytest.raises(TransportError, match="No SSH user"):
-        open_transport(access, ssh_key=sshd.key_path, known_hosts=sshd.known_hosts_path)
+        look(sshd, [tool], user=None)
 
 
 @pytest.mark.services

@@ -1,4 +1,4 @@
-"""Template helpers for dry runs on other pages: ``{% load dryrun_tags %}``.
+"""Template helpers for dry runs on other pages: ``{% load deploys_tags %}``.
 
 ``{% can_dry_run change as may_dry_run %}`` and ``{% recent_dry_runs change as jobs %}`` let a page
 (the change request's) show the dry-run button and the latest jobs without touching its view.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from django import template
 
-from changes import permissions
-from changes.models import DryRunJob
+from deploys import permissions
+from deploys.models import DryRunJob
 
 register = template.Library()
 
@@ -17,7 +17,7 @@ register = template.Library()
 @register.simple_tag(takes_context=True)
 def can_dry_run(context, change=None) -> bool:
     request = context.get("request")
-    return bool(request is not None and permissions.can(request.user, "dry_run", change))
+    return bool(request is not None and permissions.can_dry_run(request.user, change))
 
 
 @register.simple_tag

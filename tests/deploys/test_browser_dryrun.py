@@ -13,9 +13,10 @@ import re
 
 import pytest
 
-from changes.models import ChangeEvent, DryRunJob
+from changes.models import ChangeEvent
+from deploys.models import DryRunJob
 from tests.changes.browser import Session
-from tests.changes.dryrun_util import build_machines, build_repo, snapshot_tree
+from tests.fixtures.dryrun_repo import build_machines, build_repo, snapshot_tree
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -1,0 +1,14 @@
+"""Browser UI of dry-run jobs, mounted at ``/jobs/``."""
+
+from django.urls import path
+
+from cmdb import converters  # noqa: F401 (registers the id converter)
+from deploys import views
+
+app_name = "jobs"
+
+urlpatterns = [
+    path("<id:pk>/", views.job_detail, name="job_detail"),
+    path("<id:pk>/cancel/", views.job_cancel, name="job_cancel"),
+    path("change/<id:pk>/dry-run/", views.change_dry_run, name="change_dry_run"),
+]

@@ -1,0 +1,99 @@
+"""How a machine is reached: read-only looks at many machines at once (metadata, SHA-256, contents).
+
+Nothing here writes to a machine. :func:`stat_machines_parallel` is what workers call: SSH machines
+(:mod:`fleet.transport.ssh`, one connection and at most two remote scripts each) in one event loop,
+local machines (:mod:`fleet.transport.local`) meanwhile in the calling thread. Every failure is a
+:class:`TransportError` subclass whose ``message`` is fit for users.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterable, Mapping
+
+from fleet.manifest import MachineAccess
+from fleet.transport.base import (
+    DEFAULT_MAX_READ_BYTES,
+    AuthenticationFailed,
+    HostKeyUnknown,
+    LiveFile,
+    MachineSnapshot,
+    ManualMachine,
+    SshSettings,
+    Timeouts,
+    TransportError,
+    Unreachable,
+)
+from fleet.transport.local import LocalTransport
+from fleet.transport.ssh import ReadChooser, look_over_ssh
+
+__all__ = [
+    "DEFAULT_MAX_READ_BYTES",
+    "MANUAL_REASON",
+    "AuthenticationFailed",
+    "HostKeyUnknown",
+    "LiveFile",
+    "LocalTransport",
+    "MachineSnapshot",
+    "ManualMachine",
+    "SshSettings",
+    "Timeouts",
+    "TransportError",
+    "Unreachable",
+    "stat_machines_parallel",
+]
+
+MANUAL_REASON = "configured by hand; documented only"
+
+
+def stat_machines_parallel(
+    accesses: Mapping[str, MachineAccess],
+    paths_by_machine: Mapping[str, Iterable[str]],
+    *,
+    ssh_settings: SshSettings | None,
+    concurrency: int = 16,
+    read: ReadChooser | None = None,
+    max_bytes: int = DEFAULT_MAX_READ_BYTES,
+) -> dict[str, MachineSnapshot | TransportError]:
+    """Look at many machines at once: SSH machines in ONE event loop (at most ``concurrency``
+    connections open) in a helper thread, local machines meanwhile in the calling thread.
+
+    Per SSH machine: one connection, one stat script, and, when ``read(name, files)`` names paths
+    (e.g. those whose hash differs from the declaration), one read script on the same connection.
+    Each value is a :class:`MachineSnapshot` or the machine's :class:`TransportError`
+    (:class:`ManualMachine` for machines configured by hand).
+    """
+    names = list(accesses)
+    out: dict[str, MachineSnapshot | TransportError] = {}
+    ssh = {n: accesses[n] for n in names if accesses[n].transport == "ssh"}
+    local_names = [n for n in names if accesses[n].transport == "local"]
+    for n in names:
+        if accesses[n].transport == "manual":
+            out[n] = ManualMachine(MANUAL_REASON)
+        elif n not in ssh and accesses[n].transport != "local":
+            out[n] = TransportError(f"Unknown transport {accesses[n].transport!r}.")
+
+    def local(name: str) -> MachineSnapshot | TransportError:
+        root = accesses[name].root
+        if root is None:
+            return TransportError("The machine manifest names no local root.")
+        try:
+            transport = LocalTransport(root)
+            files = transport.stat_many(list(paths_by_machine.get(name, ())))
+            wanted = list(read(name, files)) if read else []
+            return MachineSnapshot(files, transport.read_many(wanted, max_bytes=max_bytes) if wanted else {})
+        except TransportError as exc:
+            return exc
+
+    # Local machines are read in this thread, one after the other (threads would only fight over the
+    # GIL: the work is short system calls and hashing); SSH machines wait on the network in an event
+    # loop in a helper thread meanwhile.
+    if not ssh:
+        out.update((n, local(n)) for n in local_names)
+    else:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(look_over_ssh, ssh, paths_by_machine, ssh_settings=ssh_settings,
+                                  concurrency=concurrency, read=read, max_bytes=max_bytes)
+            out.update((n, local(n)) for n in local_names)
+            out.update(pending.result())
+    return {n: out[n] for n in names}

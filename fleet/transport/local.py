@@ -1,0 +1,190 @@
+"""A local directory standing for a machine's ``/`` (``transport = "local"``)."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from fleet.transport.base import (
+    _MAX_SYMLINKS,
+    DEFAULT_MAX_READ_BYTES,
+    LiveFile,
+    Unreachable,
+    check_path,
+    file_kind,
+    group_name,
+    user_name,
+)
+
+
+# --- local ---------------------------------------------------------------------------------------------
+class _Refused(Exception):
+    def __init__(self, reason: str, *, exists: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.exists = exists
+
+
+class LocalTransport:
+    """A directory standing for a machine's ``/``. Machine paths are resolved inside it, one
+    component at a time with ``O_NOFOLLOW`` directory handles: a symlink in the middle of a path is
+    followed as the machine would (an absolute target starts again at the root), but never out of
+    the root; a symlink as the last component is reported as a symlink, never followed."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise Unreachable(f"Local machine root {self.root} is not a directory.")
+
+    def __enter__(self) -> LocalTransport:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+    def _parent(self, path: str) -> tuple[list[int], str]:
+        """Open directory handles from the root down to the parent of ``path``; (handles, last name)."""
+        parts = path[1:].split("/")
+        pending = list(reversed(parts[:-1]))
+        stack = [os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+        follows = 0
+        try:
+            while pending:
+                name = pending.pop()
+                if name in ("", "."):
+                    continue
+                if name == "..":
+                    if len(stack) == 1:
+                        raise _Refused("symlink leads outside the machine root")
+                    os.close(stack.pop())
+                    continue
+                try:
+                    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stack[-1])
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        st = os.stat(name, dir_fd=stack[-1], follow_symlinks=False)
+                        if stat.S_ISLNK(st.st_mode):
+                            follows += 1
+                            if follows > _MAX_SYMLINKS:
+                                raise _Refused("too many levels of symbolic links") from None
+                            target = os.readlink(name, dir_fd=stack[-1])
+                            if target.startswith("/"):
+                                while len(stack) > 1:
+                                    os.close(stack.pop())
+                            pending.extend(reversed(target.split("/")))
+                            continue
+                        raise FileNotFoundError(errno.ENOTDIR, "a parent is not a directory") from None
+                    raise
+                stack.append(fd)
+        except BaseException:
+            for fd in stack:
+                os.close(fd)
+            raise
+        return stack, parts[-1]
+
+    def _dir_of(self, path: str, dirs: dict[str, int] | None) -> tuple[int, str, bool]:
+        """(handle of the parent directory, last name, whether the caller must close the handle);
+        with ``dirs``, a parent resolved once serves every file in it (closed by the caller of _look)."""
+        key, _, last = path.rpartition("/")
+        if dirs is not None and key in dirs:
+            return dirs[key], last, False
+        stack, name = self._parent(path)
+        for fd in stack[:-1]:
+            os.close(fd)
+        if dirs is not None:
+            dirs[key] = stack[-1]
+            return stack[-1], name, False
+        return stack[-1], name, True
+
+    def _look(self, path: str, *, read: bool, max_bytes: int,
+              dirs: dict[str, int] | None = None) -> tuple[LiveFile, bytes | None]:
+        problem = check_path(path)
+        if problem:
+            return LiveFile(path, False, error=problem), None
+        try:
+            parent, name, owned = self._dir_of(path, dirs)
+        except _Refused as exc:
+            return LiveFile(path, exc.exists, error=exc.reason), None
+        except FileNotFoundError:
+            return LiveFile(path, False), None
+        except PermissionError:
+            return LiveFile(path, False, error="permission denied (cannot look up the path)"), None
+        except OSError as exc:
+            return LiveFile(path, False, error=exc.strerror or str(exc)), None
+        try:
+            try:
+                st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            except FileNotFoundError:
+                return LiveFile(path, False), None
+            except PermissionError:
+                return LiveFile(path, False, error="permission denied (cannot look up the path)"), None
+            meta: dict[str, Any] = {
+                "mode": stat.S_IMODE(st.st_mode),
+                "owner": user_name(st.st_uid),
+                "group": group_name(st.st_gid),
+                "size": st.st_size,
+                "kind": file_kind(st.st_mode),
+            }
+            if stat.S_ISLNK(st.st_mode):
+                target = os.fsencode(os.readlink(name, dir_fd=parent))
+                live = LiveFile(path, True, sha256=hashlib.sha256(target).hexdigest(),
+                                link_target=os.fsdecode(target), **meta)
+                return live, target if read else None
+            if not stat.S_ISREG(st.st_mode):
+                return LiveFile(path, True, error=f"not a regular file ({meta['kind']})", **meta), None
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=parent)
+            except PermissionError:
+                return LiveFile(path, True, error="permission denied", **meta), None
+            except OSError as exc:
+                return LiveFile(path, True, error=exc.strerror or "read error", **meta), None
+            with os.fdopen(fd, "rb") as handle:
+                st = os.fstat(handle.fileno())
+                if not stat.S_ISREG(st.st_mode):  # swapped meanwhile
+                    return LiveFile(path, True, error="changed while reading", **meta), None
+                digest = hashlib.sha256()
+                keep = read and st.st_size <= max_bytes
+                chunks: list[bytes] = []
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+                    if keep:
+                        chunks.append(chunk)
+                meta["size"] = st.st_size
+                data = b"".join(chunks) if keep else None
+                if data is not None and len(data) > max_bytes:
+                    data = None
+                return LiveFile(path, True, sha256=digest.hexdigest(), **meta), data
+        finally:
+            if owned:
+                os.close(parent)
+
+    def stat_many(self, paths: Iterable[str]) -> dict[str, LiveFile]:
+        dirs: dict[str, int] = {}
+        try:
+            return {p: self._look(p, read=False, max_bytes=0, dirs=dirs)[0] for p in dict.fromkeys(paths)}
+        finally:
+            for fd in dirs.values():
+                os.close(fd)
+
+    def read_many(self, paths: Iterable[str], *, max_bytes: int = DEFAULT_MAX_READ_BYTES) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        dirs: dict[str, int] = {}
+        try:
+            for p in dict.fromkeys(paths):
+                data = self._look(p, read=True, max_bytes=max_bytes, dirs=dirs)[1]
+                if data is not None:
+                    out[p] = data
+        finally:
+            for fd in dirs.values():
+                os.close(fd)
+        return out
+
+

@@ -1,0 +1,237 @@
+"""The one module that speaks SSH (asyncssh): one connection per machine and the scripts run over it.
+
+Key authentication only, strict ``known_hosts``, no agent, no password, no user ``~/.ssh/config``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+import asyncssh
+
+from fleet.manifest import MachineAccess
+from fleet.transport.base import (
+    DEFAULT_MAX_READ_BYTES,
+    AuthenticationFailed,
+    HostKeyUnknown,
+    LiveFile,
+    MachineSnapshot,
+    SshSettings,
+    Timeouts,
+    TransportError,
+    Unreachable,
+    check_path,
+)
+from fleet.transport.scripts import decode, parse_read_output, parse_stat_output, read_script, stat_script
+
+
+# --- SSH ---------------------------------------------------------------------------------------------------
+def _load_identity(
+    key_path: Path | None, known_hosts_path: Path | None
+) -> tuple[asyncssh.SSHKey, asyncssh.SSHKnownHosts]:
+    if key_path is None:
+        raise TransportError("No SSH key configured for the portal.")
+    try:
+        key = asyncssh.read_private_key(str(key_path))
+    except (OSError, asyncssh.KeyImportError) as exc:
+        raise TransportError(f"Cannot load the portal's SSH key {key_path}: {exc}") from exc
+    if known_hosts_path is None:
+        raise TransportError("No known_hosts file configured: host keys are always checked.")
+    try:
+        known_hosts = asyncssh.read_known_hosts(str(known_hosts_path))
+    except (OSError, ValueError) as exc:
+        raise TransportError(f"Cannot read known_hosts {known_hosts_path}: {exc}") from exc
+    return key, known_hosts
+
+
+class _SshSession:
+    """One asyncssh connection and the scripts run over it (coroutines; see SshTransport)."""
+
+    def __init__(self, host: str, port: int, user: str, key: asyncssh.SSHKey,
+                 known_hosts: asyncssh.SSHKnownHosts, timeouts: Timeouts, known_hosts_path: Path | str = ""):
+        self.host, self.port, self.user = host, port, user
+        self.key, self.known_hosts, self.timeouts = key, known_hosts, timeouts
+        self.known_hosts_path = known_hosts_path
+        self.conn: asyncssh.SSHClientConnection | None = None
+        self.commands = 0
+
+    @property
+    def where(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+    async def connect(self) -> None:
+        if self.conn is not None:
+            return
+        timeout = self.timeouts.connect
+        try:
+            self.conn = await asyncio.wait_for(
+                asyncssh.connect(
+                    self.host,
+                    port=self.port,
+                    username=self.user,
+                    client_keys=[self.key],
+                    known_hosts=self.known_hosts,
+                    agent_path=None,
+                    agent_forwarding=False,
+                    password=None,
+                    password_auth=False,
+                    kbdint_auth=False,
+                    host_based_auth=False,
+                    gss_host=None,
+                    preferred_auth="publickey",
+                    config=[],
+                    x509_trusted_certs=None,
+                    connect_timeout=timeout,
+                    login_timeout=timeout,
+                    keepalive_interval=30,
+                ),
+                timeout=timeout + 1,
+            )
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise HostKeyUnknown(
+                f"{self.host}:{self.port}: host key not trusted (unknown to or different from "
+                f"{self.known_hosts_path or 'known_hosts'}): {exc.reason}"
+            ) from exc
+        except asyncssh.PermissionDenied as exc:
+            raise AuthenticationFailed(f"{self.where}: the machine refused the portal's SSH key.") from exc
+        except TimeoutError as exc:
+            raise Unreachable(f"{self.host}:{self.port}: no SSH connection within {timeout:g}s.") from exc
+        except ConnectionRefusedError as exc:
+            raise Unreachable(f"{self.host}:{self.port}: connection refused.") from exc
+        except socket.gaierror as exc:
+            raise Unreachable(f"{self.host}: unknown host name ({exc.strerror}).") from exc
+        except asyncssh.DisconnectError as exc:
+            raise Unreachable(f"{self.host}:{self.port}: SSH connection failed: {exc.reason}") from exc
+        except OSError as exc:
+            raise Unreachable(f"{self.host}:{self.port}: {exc.strerror or exc}") from exc
+        except asyncssh.Error as exc:  # pragma: no cover - other protocol errors
+            raise TransportError(f"{self.host}:{self.port}: SSH error: {exc}") from exc
+
+    async def run_script(self, script: bytes) -> bytes:
+        await self.connect()
+        assert self.conn is not None
+        self.commands += 1
+        timeout = self.timeouts.command
+        try:
+            result = await asyncio.wait_for(
+                self.conn.run("/bin/sh -s", input=script, encoding=None, check=False), timeout=timeout
+            )
+        except TimeoutError as exc:
+            await self.close()
+            raise Unreachable(f"{self.where}: the remote command did not finish within {timeout:g}s.") from exc
+        except asyncssh.DisconnectError as exc:
+            self.conn = None
+            raise Unreachable(f"{self.where}: connection lost: {exc.reason}") from exc
+        except (asyncssh.ChannelOpenError, asyncssh.Error, OSError) as exc:
+            raise TransportError(f"{self.where}: cannot run the remote command: {exc}") from exc
+        stdout = result.stdout if isinstance(result.stdout, bytes) else b""
+        if result.exit_status != 0:
+            stderr = result.stderr if isinstance(result.stderr, bytes) else b""
+            tail = decode(stderr).strip().splitlines()[-1:] or [f"exit status {result.exit_status}"]
+            raise TransportError(f"{self.where}: the remote command failed: {tail[0][:300]}")
+        return stdout
+
+    async def stat_many(self, paths: Iterable[str]) -> dict[str, LiveFile]:
+        wanted, result = _split_valid(paths)
+        if wanted:
+            result.update(parse_stat_output(wanted, await self.run_script(stat_script(wanted))))
+        return result
+
+    async def read_many(self, paths: Iterable[str], max_bytes: int = DEFAULT_MAX_READ_BYTES) -> dict[str, bytes]:
+        wanted, _invalid = _split_valid(paths)
+        if not wanted:
+            return {}
+        return parse_read_output(wanted, await self.run_script(read_script(wanted, max_bytes)))
+
+    async def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
+            try:
+                await asyncio.wait_for(conn.wait_closed(), timeout=5)
+            except (TimeoutError, asyncssh.Error, OSError):
+                pass
+
+
+def _split_valid(paths: Iterable[str]) -> tuple[list[str], dict[str, LiveFile]]:
+    wanted: list[str] = []
+    invalid: dict[str, LiveFile] = {}
+    for p in dict.fromkeys(paths):
+        problem = check_path(p)
+        if problem:
+            invalid[p] = LiveFile(p, False, error=problem)
+        else:
+            wanted.append(p)
+    return wanted, invalid
+
+
+
+
+def _ssh_target(access: MachineAccess, default_user: str | None) -> tuple[str, int, str]:
+    if not access.host:
+        raise TransportError("The machine manifest names no SSH host.")
+    user = access.user or default_user
+    if not user:
+        raise TransportError("No SSH user: set user in the machine manifest or the portal's default SSH user.")
+    return access.host, access.port, user
+
+
+
+
+ReadChooser = Callable[[str, dict[str, LiveFile]], Iterable[str]]
+
+
+def look_over_ssh(
+    accesses: Mapping[str, MachineAccess],
+    paths_by_machine: Mapping[str, Iterable[str]],
+    *,
+    ssh_settings: SshSettings | None,
+    concurrency: int,
+    read: ReadChooser | None,
+    max_bytes: int,
+) -> dict[str, MachineSnapshot | TransportError]:
+    """Look at SSH machines in ONE event loop, at most ``concurrency`` connections open at a time.
+
+    Per machine: one connection, one stat script, and, when ``read(name, files)`` names paths, one
+    read script on the same connection. Blocks until every machine has answered or failed.
+    """
+    identity: tuple[asyncssh.SSHKey, asyncssh.SSHKnownHosts] | TransportError
+    if ssh_settings is None:
+        identity = TransportError("The portal has no SSH key or known_hosts file configured.")
+    else:
+        try:
+            identity = _load_identity(ssh_settings.key_path, ssh_settings.known_hosts_path)
+        except TransportError as exc:
+            identity = exc
+
+    async def one(name: str, limit: asyncio.Semaphore) -> MachineSnapshot | TransportError:
+        access = accesses[name]
+        paths = list(paths_by_machine.get(name, ()))
+        try:
+            if isinstance(identity, TransportError):
+                return identity
+            assert ssh_settings is not None
+            host, port, user = _ssh_target(access, ssh_settings.default_user)
+            async with limit:
+                session = _SshSession(host, port, user, identity[0], identity[1], ssh_settings.timeouts,
+                                      ssh_settings.known_hosts_path)
+                try:
+                    files = await session.stat_many(paths)
+                    wanted = list(read(name, files)) if read else []
+                    contents = await session.read_many(wanted, max_bytes) if wanted else {}
+                    return MachineSnapshot(files, contents)
+                finally:
+                    await session.close()
+        except TransportError as exc:
+            return exc
+
+    async def everything() -> dict[str, MachineSnapshot | TransportError]:
+        limit = asyncio.Semaphore(max(1, concurrency))
+        names = list(accesses)
+        results = await asyncio.gather(*(one(n, limit) for n in names))
+        return dict(zip(names, results, strict=True))
+
+    return asyncio.run(everything())

@@ -1,0 +1,55 @@
+"""Moving the dry-run models from ``changes`` to ``deploys`` keeps their rows, tables and permissions."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BEFORE = [("changes", "0004_dry_run_progress"), ("deploys", None)]
+
+
+def _migrate(targets):
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)
+    return executor.loader.project_state([t for t in targets if t[1] is not None]).apps
+
+
+def test_existing_dry_runs_their_plans_logs_and_permissions_survive_the_move():
+    from django.contrib.auth.models import Group, Permission, User
+    from django.contrib.contenttypes.models import ContentType
+
+    old = _migrate(BEFORE)  # auth and contenttypes stay migrated: their current models are right
+    user = User.objects.create(username="rick")
+    change = old.get_model("changes", "ChangeRequest").objects.create(
+        title="TLS", branch="change/tls", requester_id=user.pk)
+    job = old.get_model("changes", "DryRunJob").objects.create(
+        change=change, revision="a" * 40, requested_by_id=user.pk, machines=["prod/web1"], machines_total=1,
+        machines_done=1, state="succeeded")
+    old.get_model("changes", "MachinePlan").objects.create(job=job, machine_path="prod/web1", status="planned",
+                                                           items=[{"target": "/etc/x", "action": "update"}])
+    old.get_model("changes", "JobLogLine").objects.create(job=job, message="Finished.")
+    ContentType.objects.filter(app_label="deploys").delete()  # as before the move: only changes' exist
+    content_type, _ = ContentType.objects.get_or_create(app_label="changes", model="dryrunjob")
+    permission, _ = Permission.objects.get_or_create(
+        content_type=content_type, codename="view_dryrunjob", defaults={"name": "Can view dry run job"})
+    group = Group.objects.create(name="auditors")
+    group.permissions.add(permission)
+
+    _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+    from deploys.models import DryRunJob
+
+    moved = DryRunJob.objects.get(pk=job.pk)
+    assert (moved.change_id, moved.state, moved.machines) == (change.pk, "succeeded", ["prod/web1"])
+    assert [p.items for p in moved.plans.all()] == [[{"target": "/etc/x", "action": "update"}]]
+    assert [line.message for line in moved.log_lines.all()] == ["Finished."]
+    assert DryRunJob._meta.db_table == "changes_dryrunjob"
+    ContentType.objects.clear_cache()  # it cached the old label
+    assert ContentType.objects.get(pk=content_type.pk).app_label == "deploys"
+    assert Group.objects.get(name="auditors").permissions.get().content_type.model_class() is DryRunJob
+    # A new job lands in the same table, after the old one.
+    assert DryRunJob.objects.create(revision="b" * 40, requested_by_id=user.pk).pk > job.pk
