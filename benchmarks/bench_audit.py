@@ -327,10 +327,12 @@ def worker_diagnosis(worker) -> str:
 
 def audit_scenario(scope: str, expected: Counter, worker_pgid: int, timeout: float) -> dict:
     """Time one audit from audit_start to a finished run; its figures next to what was planted."""
+    from django.conf import settings
     from django.db.models import Count
 
     from audits import services
     from audits.models import AuditRun, Finding, MachineResult
+    from fleet.look import batches
 
     cpu0 = group_cpu(worker_pgid)
     started = time.perf_counter()
@@ -351,7 +353,7 @@ def audit_scenario(scope: str, expected: Counter, worker_pgid: int, timeout: flo
         "queue_s": (run.started_at - run.created_at).total_seconds() if run.started_at else None,
         "worker_s": (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else None,
         "first_batch_stored_s": (stored[0] - run.started_at).total_seconds() if stored and run.started_at else None,
-        "batches": len(services.batches(list(run.machines))), "batch_commits": len(stored),
+        "batches": len(batches(list(run.machines), settings.CMDB_AUDIT_BATCH)), "batch_commits": len(stored),
         "worker_cpu_s": worker_cpu, "worker_git_cpu_s": git_cpu, "findings": sum(kinds.values()), "findings_by_kind": kinds,
         "planted": planted, "planted_total": sum(planted.values()),
         "statuses": run.summary.get("statuses", {}), "compliance": run.summary.get("compliance"),
@@ -689,8 +691,8 @@ def main(argv: list[str] | None = None) -> int:
         from django.contrib.auth import get_user_model
 
         from audits.models import AuditRun, MachineStatus
-        from audits.services import batches
         from cmdb import services as cmdb_services
+        from fleet.look import batches
 
         if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
             AuditRun.objects.all().delete()  # a throw-away database: start from no audits
@@ -762,7 +764,7 @@ def main(argv: list[str] | None = None) -> int:
         # --- profile -------------------------------------------------------------------------------
         local_res = results["local"]
         if args.profile or local_res["wall_s"] >= TARGETS["local_s"] or local_res["state"] != "succeeded":
-            first = batches(local_res["machine_paths"])[0]
+            first = batches(local_res["machine_paths"], settings.CMDB_AUDIT_BATCH)[0]
             results["profile"] = profile_batch(local_res["main_sha"], first, args.profile_top)
     except Exception:
         traceback.print_exc()
