@@ -262,7 +262,7 @@ def stop_process_group(proc: subprocess.Popen | None) -> None:
 
 
 def one_run(client, change_id: int, timeout: float) -> dict:
-    from deploys.models import DryRunJob
+    from deploys.models import Job
 
     started = time.perf_counter()
     resp = client.post(f"/api/changes/{change_id}/dry-run/", data={}, content_type="application/json")
@@ -273,12 +273,12 @@ def one_run(client, change_id: int, timeout: float) -> dict:
     deadline = started + timeout
     state = "queued"
     while time.perf_counter() < deadline:
-        state = DryRunJob.objects.filter(pk=job_id).values_list("state", flat=True).first()
-        if state in DryRunJob.FINISHED_STATES:
+        state = Job.objects.filter(pk=job_id).values_list("state", flat=True).first()
+        if state in Job.FINISHED_STATES:
             break
         time.sleep(0.01)
     e2e = time.perf_counter() - started
-    job = DryRunJob.objects.get(pk=job_id)
+    job = Job.objects.get(pk=job_id)
     if not job.is_finished:
         raise RuntimeError(f"job {job_id} still {job.state} after {timeout}s")
     statuses: dict[str, int] = {}

@@ -58,6 +58,7 @@ class ChangeRequest(models.Model):
     required_approvals = models.PositiveSmallIntegerField(default=1)
     impact = models.JSONField(default=dict, blank=True)
     merged_sha = models.CharField(max_length=40, blank=True)
+    released_from = models.CharField(max_length=40, blank=True, help_text="main before the release (a deploy's base)")
     # Emergency changes may be implemented before approval; they stay flagged until approved.
     approved_after_the_fact = models.BooleanField(default=False)
     implemented_without_approval = models.BooleanField(default=False)
@@ -161,6 +162,7 @@ class ApprovalPolicy(models.Model):
 
     environment = models.CharField(max_length=255, unique=True)
     required_approvals = models.PositiveSmallIntegerField(default=1)
+    self_deploy = models.BooleanField(default=True, help_text="The requester may deploy their own change request")
 
     class Meta:
         ordering = ["environment"]
@@ -172,6 +174,11 @@ class ApprovalPolicy(models.Model):
     @staticmethod
     def default_for(environment: str) -> int:
         return 2 if environment == "production" else 1
+
+    @classmethod
+    def self_deploy_allowed(cls, environments: list[str]) -> bool:
+        """Whether every one of ``environments`` lets a requester deploy their own change request."""
+        return not cls.objects.filter(environment__in=environments, self_deploy=False).exists()
 
     @classmethod
     def required_for(cls, environments: list[str]) -> int:

@@ -417,7 +417,7 @@ def change_implement(*, change: ChangeRequest, acting_user) -> ChangeRequest:
         )
         # A sync racing this release may have judged these commits before this transaction commits.
         UnauthorizedCommit.objects.filter(sha__in=released, status=UnauthorizedCommit.Status.OPEN).delete()
-        change.state, change.merged_sha = State.IMPLEMENTED, new_main
+        change.state, change.merged_sha, change.released_from = State.IMPLEMENTED, new_main, state.main
         change.implemented_without_approval = emergency_unapproved
         change.save()
         how = "fast-forward" if fast_forward else "merge commit"

@@ -16,8 +16,8 @@ from rest_framework.views import APIView
 
 from changes.models import ChangeRequest
 from cmdb import converters  # noqa: F401 (registers the id converter)
-from deploys import permissions, services
-from deploys.models import DryRunJob, MachinePlan
+from deploys import permissions, rollout, services
+from deploys.models import Job, MachinePlan
 from portal.api import error_responses
 
 
@@ -46,6 +46,13 @@ class FileActionSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True)
     declared_mode = serializers.CharField(required=False, allow_blank=True)
     live_mode = serializers.CharField(required=False, allow_blank=True)
+    origin = serializers.ChoiceField(choices=["change", "drift", "conflict", ""], required=False, allow_blank=True,
+                                     help_text="change: the revision changes it; drift: the machine differs and the "
+                                               "revision does not touch it; conflict: both (a hand edit a deploy "
+                                               "would overwrite)")
+    base_diff = serializers.CharField(required=False, allow_blank=True, help_text="conflicts: main -> live")
+    live_exists = serializers.BooleanField(required=False)
+    live_sha256 = serializers.CharField(required=False, allow_blank=True)
 
 
 class MachinePlanSerializer(serializers.Serializer):
@@ -54,6 +61,8 @@ class MachinePlanSerializer(serializers.Serializer):
     reason = serializers.CharField(allow_blank=True)
     items = FileActionSerializer(many=True)
     reload = serializers.ListField(child=serializers.CharField())
+    reload_results = serializers.ListField(child=serializers.DictField(), required=False,
+                                           help_text="Deploys: command, ran, exit_status, output")
     finished_at = serializers.DateTimeField()
 
 
@@ -63,8 +72,12 @@ class LogLineSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
-class DryRunJobSerializer(serializers.Serializer):
+class JobSerializer(serializers.Serializer):
     id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=Job.Kind.choices)
+    plan_job = serializers.IntegerField(allow_null=True, source="plan_job_id",
+                                        help_text="Deploy: the dry run it applies; restore: the deploy it undoes")
+    confirm_conflicts = serializers.BooleanField()
     url = serializers.CharField(source="get_absolute_url", help_text="The job's page in the portal")
     change = serializers.IntegerField(allow_null=True, source="change_id")
     revision = serializers.CharField()
@@ -72,7 +85,7 @@ class DryRunJobSerializer(serializers.Serializer):
     for_head_sha = serializers.CharField(allow_blank=True)
     baseline_sha = serializers.CharField(allow_blank=True)
     requested_by = serializers.CharField(source="requested_by.username")
-    state = serializers.ChoiceField(choices=DryRunJob.State.choices)
+    state = serializers.ChoiceField(choices=Job.State.choices)
     machines = serializers.ListField(child=serializers.CharField())
     machines_total = serializers.IntegerField()
     machines_done = serializers.IntegerField()
@@ -87,9 +100,9 @@ class DryRunJobSerializer(serializers.Serializer):
     log = LogLineSerializer(many=True, source="log_lines.all")
 
 
-def _job_data(job: DryRunJob) -> dict:
-    job = DryRunJob.objects.select_related("requested_by").prefetch_related("plans", "log_lines").get(pk=job.pk)
-    data = DryRunJobSerializer(job).data
+def _job_data(job: Job) -> dict:
+    job = Job.objects.select_related("requested_by").prefetch_related("plans", "log_lines").get(pk=job.pk)
+    data = JobSerializer(job).data
     return data
 
 
@@ -109,7 +122,7 @@ class _Base(APIView):
 
 class DryRunStartView(_Base):
     @extend_schema(operation_id="dry_runs_create", request=DryRunRequestSerializer,
-                   responses={202: DryRunJobSerializer, **error_responses(400, 403, 409)}, tags=["dry runs"])
+                   responses={202: JobSerializer, **error_responses(400, 403, 409)}, tags=["dry runs"])
     def post(self, request):
         """Queue a dry run of a revision (sha, tag or branch) on some or all machines."""
         self.allowed(request.user)
@@ -120,7 +133,7 @@ class DryRunStartView(_Base):
 
 class ChangeDryRunView(_Base):
     @extend_schema(operation_id="changes_dry_run_create", request=ChangeDryRunRequestSerializer,
-                   responses={202: DryRunJobSerializer, **error_responses(400, 403, 404, 409)}, tags=["dry runs"])
+                   responses={202: JobSerializer, **error_responses(400, 403, 404, 409)}, tags=["dry runs"])
     def post(self, request, pk: int):
         """Queue a dry run of a change request's branch head on the machines it impacts."""
         change = get_object_or_404(ChangeRequest, pk=pk)
@@ -131,19 +144,50 @@ class ChangeDryRunView(_Base):
 
 
 class JobDetailView(_Base):
-    @extend_schema(operation_id="jobs_retrieve", responses={200: DryRunJobSerializer, **error_responses(404)},
+    @extend_schema(operation_id="jobs_retrieve", responses={200: JobSerializer, **error_responses(404)},
                    tags=["dry runs"])
     def get(self, request, pk: int):
         """A dry run: state, progress, the plan of every machine done so far, and its log."""
-        return Response(_job_data(get_object_or_404(DryRunJob, pk=pk)))
+        return Response(_job_data(get_object_or_404(Job, pk=pk)))
+
+
+class DeployRequestSerializer(serializers.Serializer):
+    plan = serializers.IntegerField(required=False, min_value=1, max_value=10**18,
+                                    help_text="The dry run of the release to apply (default: the newest)")
+    confirm_conflicts = serializers.BooleanField(default=False,
+                                                 help_text="Also overwrite files edited by hand that the change touches")
+
+
+class ChangeDeployView(_Base):
+    @extend_schema(operation_id="changes_deploy_create", request=DeployRequestSerializer,
+                   responses={202: JobSerializer, **error_responses(400, 403, 404, 409)}, tags=["deploys"])
+    def post(self, request, pk: int):
+        """Deploy a released change request: apply the reviewed plan of a dry run of its release."""
+        change = get_object_or_404(ChangeRequest, pk=pk)
+        if not permissions.can_deploy(request.user):
+            raise services.DeployForbidden("Only approvers and staff may deploy.")
+        data = self.validated(DeployRequestSerializer, request)
+        plan = get_object_or_404(Job, pk=data["plan"]) if data.get("plan") else None
+        job = rollout.deploy_start(acting_user=request.user, change=change, plan_job=plan,
+                                   confirm_conflicts=data["confirm_conflicts"])
+        return Response(_job_data(job), status=status.HTTP_202_ACCEPTED)
+
+
+class JobRestoreView(_Base):
+    @extend_schema(operation_id="jobs_restore", request=None,
+                   responses={202: JobSerializer, **error_responses(403, 404, 409)}, tags=["deploys"])
+    def post(self, request, pk: int):
+        """Put back the files a failed, halted or interrupted deploy wrote, from its backups."""
+        job = rollout.restore_start(acting_user=request.user, deploy=get_object_or_404(Job, pk=pk))
+        return Response(_job_data(job), status=status.HTTP_202_ACCEPTED)
 
 
 class JobCancelView(_Base):
     @extend_schema(operation_id="jobs_cancel", request=None,
-                   responses={200: DryRunJobSerializer, **error_responses(403, 404, 409)}, tags=["dry runs"])
+                   responses={200: JobSerializer, **error_responses(403, 404, 409)}, tags=["dry runs"])
     def post(self, request, pk: int):
         """Cancel a queued or running dry run (the requester, approvers and staff)."""
-        job = services.dryrun_cancel(job=get_object_or_404(DryRunJob, pk=pk), acting_user=request.user)
+        job = services.dryrun_cancel(job=get_object_or_404(Job, pk=pk), acting_user=request.user)
         return Response(_job_data(job))
 
 
@@ -154,4 +198,6 @@ def urlpatterns() -> list:
         path("changes/<id:pk>/dry-run/", ChangeDryRunView.as_view(), name="api-change-dry-run"),
         path("jobs/<id:pk>/", JobDetailView.as_view(), name="api-job-detail"),
         path("jobs/<id:pk>/cancel/", JobCancelView.as_view(), name="api-job-cancel"),
+        path("jobs/<id:pk>/restore/", JobRestoreView.as_view(), name="api-job-restore"),
+        path("changes/<id:pk>/deploy/", ChangeDeployView.as_view(), name="api-change-deploy"),
     ]

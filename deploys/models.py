@@ -13,8 +13,14 @@ from django.utils import timezone
 
 
 # --- dry runs ------------------------------------------------------------------------------------------
-class DryRunJob(models.Model):
-    """A read-only look at what a revision (a change request's branch head) would do on machines."""
+class Job(models.Model):
+    """A job on machines: a dry run (read only: what a revision would do), a deploy (applies a dry
+    run's reviewed plan), or a restore (puts back the files a deploy replaced, from its backups)."""
+
+    class Kind(models.TextChoices):
+        DRY_RUN = "dry-run", "dry run"
+        DEPLOY = "deploy"
+        RESTORE = "restore"
 
     class State(models.TextChoices):
         QUEUED = "queued"
@@ -23,10 +29,19 @@ class DryRunJob(models.Model):
         FAILED = "failed"
         CANCELLED = "cancelled"
         INCOMPLETE = "incomplete", "incomplete (machines without a plan are listed)"
+        HALTED = "halted", "halted (too many machines failed; the rest left untouched)"
+        INTERRUPTED = "interrupted", "interrupted (the worker stopped; what was done is listed)"
 
-    FINISHED_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED, State.INCOMPLETE)
+    FINISHED_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED, State.INCOMPLETE, State.HALTED,
+                       State.INTERRUPTED)
+    ACTIVE_STATES = (State.QUEUED, State.RUNNING)
 
-    change = models.ForeignKey("changes.ChangeRequest", null=True, blank=True, on_delete=models.CASCADE, related_name="dry_runs")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.DRY_RUN, db_index=True)
+    plan_job = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                 help_text="Deploy: the dry run whose plan it applies; restore: the deploy it undoes")
+    confirm_conflicts = models.BooleanField(default=False, help_text="Deploy: also overwrite conflicting hand edits")
+
+    change = models.ForeignKey("changes.ChangeRequest", null=True, blank=True, on_delete=models.CASCADE, related_name="jobs")
     revision = models.CharField(max_length=40, help_text="Commit the plan is computed for")
     rev_label = models.CharField(max_length=255, blank=True, help_text="What was asked for (branch, tag, sha)")
     for_head_sha = models.CharField(max_length=40, blank=True, help_text="The CR's branch head when started")
@@ -46,12 +61,21 @@ class DryRunJob(models.Model):
     class Meta:
         db_table = "changes_dryrunjob"  # created by changes' migrations; the rows stayed when the model moved
         ordering = ["-created_at", "-id"]
+        constraints = [
+            # Two deploys of one change request at once would race for the same files.
+            models.UniqueConstraint(fields=["change"], condition=models.Q(kind="deploy", state__in=["queued", "running"]),
+                                    name="one_active_deploy_per_change"),
+        ]
 
     def __str__(self) -> str:
-        return f"dry run {self.pk} ({self.state})"
+        return f"{self.get_kind_display()} {self.pk} ({self.state})"
 
     def get_absolute_url(self) -> str:
         return reverse("jobs:job_detail", kwargs={"pk": self.pk})
+
+    @property
+    def writes(self) -> bool:
+        return self.kind in (self.Kind.DEPLOY, self.Kind.RESTORE)
 
     @property
     def is_finished(self) -> bool:
@@ -70,13 +94,17 @@ class MachinePlan(models.Model):
         UNREACHABLE = "unreachable"
         ERROR = "error"
         MANUAL = "manual"
+        APPLIED = "applied"  # deploys and restores from here on
+        SKIPPED = "skipped"  # nothing written (changed since plan, not enabled, no backup)
+        FAILED = "failed"  # a write or reload failed; the files written were put back
 
-    job = models.ForeignKey(DryRunJob, on_delete=models.CASCADE, related_name="plans")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="plans")
     machine_path = models.CharField(max_length=1000)
     status = models.CharField(max_length=20, choices=Status.choices)
     reason = models.TextField(blank=True)
     items = models.JSONField(default=list, blank=True)
     reload = models.JSONField(default=list, blank=True)
+    reload_results = models.JSONField(default=list, blank=True, help_text="Deploys: each reload command's outcome")
     finished_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -93,7 +121,7 @@ class MachinePlan(models.Model):
 
 
 class JobLogLine(models.Model):
-    job = models.ForeignKey(DryRunJob, on_delete=models.CASCADE, related_name="log_lines")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="log_lines")
     at = models.DateTimeField(default=timezone.now)
     level = models.CharField(max_length=10, default="info")
     message = models.TextField()

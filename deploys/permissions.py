@@ -14,3 +14,9 @@ def can_dry_run(user, change=None) -> bool:
 
 def can_cancel(user, job) -> bool:
     return user.is_authenticated and (user.is_staff or job.requested_by_id == user.pk or is_approver(user))
+
+
+def can_deploy(user) -> bool:
+    """Deploys write to machines: approvers and staff (the environment's policy may forbid the
+    requester deploying their own change request, checked by the service)."""
+    return is_approver(user)

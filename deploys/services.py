@@ -23,14 +23,14 @@ from cmdb import services as cmdb_services
 from cmdb.gitrepo import ConfigRepo, GitError, UnknownRevision
 from cmdb.indexer import secret_patterns
 from deploys import permissions
-from deploys.models import DryRunJob, JobLogLine, MachinePlan
+from deploys.models import Job, JobLogLine, MachinePlan
 from fleet import look, planner
 from fleet.declared import declared_configuration
 from portal.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
-State = DryRunJob.State
+State = Job.State
 Status = MachinePlan.Status
 
 
@@ -81,14 +81,18 @@ def _resolve(repo: ConfigRepo, rev: str) -> str:
 
 # --- starting and cancelling ---------------------------------------------------------------------------
 def dryrun_start(*, acting_user, change: ChangeRequest | None = None, revision: str | None = None,
-                 machines: list[str] | None = None) -> DryRunJob:
+                 machines: list[str] | None = None) -> Job:
     """Queue a dry run of a change request's branch head, or of any revision (sha, tag, branch)."""
     if not permissions.can_dry_run(acting_user, change):
         raise DeployForbidden(permissions.DRY_RUN_DENIAL)
     if change is None and not revision:
         raise BadRevision("A dry run needs a change request or a revision.")
     repo = cmdb_services.get_repo()
-    if change is not None:
+    main = cmdb_services.main_sha(repo)
+    if change is not None and change.merged_sha and not revision:
+        # Released: plan the release itself against main before it (what a deploy applies).
+        sha, label, main = change.merged_sha, f"release of {change.reference}", change.released_from or main
+    elif change is not None:
         if change.branch_missing:
             raise BadRevision(f"The branch {change.branch!r} is gone from origin.")
         sha = change.head_sha or _resolve(repo, change.branch)
@@ -98,7 +102,6 @@ def dryrun_start(*, acting_user, change: ChangeRequest | None = None, revision: 
     else:
         assert revision is not None
         sha, label = _resolve(repo, revision), revision
-    main = cmdb_services.main_sha(repo)
     if machines is not None:
         wanted = sorted({m.strip().strip("/") for m in machines if m and m.strip().strip("/")})
         bad = [m for m in wanted if m.count("/") != 1]
@@ -112,7 +115,7 @@ def dryrun_start(*, acting_user, change: ChangeRequest | None = None, revision: 
         except GitError as exc:
             raise DeployConflict(f"Cannot read the revision: {exc}") from exc
     with transaction.atomic():
-        job = DryRunJob.objects.create(
+        job = Job.objects.create(
             change=change, revision=sha, rev_label=label[:255], requested_by=acting_user,
             for_head_sha=change.head_sha if change is not None else "", baseline_sha=main,
             machines=wanted, machines_total=len(wanted),
@@ -131,12 +134,12 @@ def _enqueue_dispatch(job_id: int) -> None:
     tasks.dryrun_dispatch.delay(job_id)
 
 
-def dryrun_cancel(*, job: DryRunJob, acting_user) -> DryRunJob:
+def dryrun_cancel(*, job: Job, acting_user) -> Job:
     """Stop a queued or running job: batches not started yet do nothing; running ones are ignored."""
     if not permissions.can_cancel(acting_user, job):
         raise DeployForbidden("Only the requester of a dry run, approvers and staff may cancel it.")
     with transaction.atomic():
-        locked = DryRunJob.objects.select_for_update().get(pk=job.pk)
+        locked = Job.objects.select_for_update().get(pk=job.pk)
         if locked.is_finished:
             raise DeployConflict(f"Cannot cancel a dry run that is {locked.state}.")
         locked.state = State.CANCELLED
@@ -151,7 +154,7 @@ def dryrun_cancel(*, job: DryRunJob, acting_user) -> DryRunJob:
 def dryrun_begin(*, job_id: int) -> list[list[str]]:
     """Mark a queued job running; the batches of machines to look at ([] when there is nothing to do)."""
     with transaction.atomic():
-        job = DryRunJob.objects.select_for_update().filter(pk=job_id).first()
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.state != State.QUEUED:
             return []
         job.state = State.RUNNING
@@ -169,7 +172,7 @@ class _JobClosed(Exception):
 
 
 def _finish(job_id: int) -> None:
-    done = DryRunJob.objects.filter(pk=job_id, state=State.RUNNING, machines_done__gte=F("machines_total")).update(
+    done = Job.objects.filter(pk=job_id, state=State.RUNNING, machines_done__gte=F("machines_total")).update(
         state=State.SUCCEEDED, finished_at=timezone.now()
     )
     if done:
@@ -185,7 +188,7 @@ def _save_plan(job_id: int, machine_path: str, status: str, *, reason: str = "",
         with transaction.atomic():
             MachinePlan.objects.create(job_id=job_id, machine_path=machine_path, status=status, reason=reason,
                                        items=items or [], reload=reload or [], finished_at=now)
-            counted = DryRunJob.objects.filter(pk=job_id, state=State.RUNNING).update(
+            counted = Job.objects.filter(pk=job_id, state=State.RUNNING).update(
                 machines_done=F("machines_done") + 1, progress_at=now)
             if not counted:
                 raise _JobClosed
@@ -202,12 +205,12 @@ def _save_plan(job_id: int, machine_path: str, status: str, *, reason: str = "",
 
 
 def _is_active(job_id: int) -> bool:
-    return DryRunJob.objects.filter(pk=job_id, state=State.RUNNING).exists()
+    return Job.objects.filter(pk=job_id, state=State.RUNNING).exists()
 
 
 def dryrun_run_batch(*, job_id: int, machine_paths: list[str]) -> None:
     """Look at a batch of machines and store each one's plan. Never writes to a machine."""
-    job = DryRunJob.objects.filter(pk=job_id).first()
+    job = Job.objects.filter(pk=job_id).first()
     if job is None or job.state != State.RUNNING:
         return
     todo = [m for m in machine_paths
@@ -255,23 +258,38 @@ def dryrun_reap_stale() -> int:
     """Close jobs that stopped making progress: no plan stored for longer than twice a batch's time
     limit (a lost batch is redelivered well within that). What was planned is kept; the machines
     without a plan are named. A job still storing plans is never reaped, however long it runs."""
-    limit = timedelta(seconds=2 * settings.CMDB_DRY_RUN_TIME_LIMIT)
     now = timezone.now()
-    stale = list(DryRunJob.objects.filter(state=State.RUNNING, progress_at__lt=now - limit).values_list("pk", flat=True))
-    stale += list(DryRunJob.objects.filter(state=State.QUEUED, created_at__lt=now - 12 * limit)
-                  .values_list("pk", flat=True))
+    stale: list[tuple[int, timedelta]] = []
+    # A deploy batch is never redelivered, so a lost one is known after its own time limit.
+    for kinds, limit in ((Job.Kind.DRY_RUN,), timedelta(seconds=2 * settings.CMDB_DRY_RUN_TIME_LIMIT)), \
+                        ((Job.Kind.DEPLOY, Job.Kind.RESTORE), timedelta(seconds=settings.CMDB_DEPLOY_TIME_LIMIT + 60)):
+        jobs = Job.objects.filter(kind__in=kinds)
+        stale += [(pk, limit) for pk in jobs.filter(state=State.RUNNING, progress_at__lt=now - limit)
+                  .values_list("pk", flat=True)]
+        stale += [(pk, limit) for pk in jobs.filter(state=State.QUEUED, created_at__lt=now - 12 * limit)
+                  .values_list("pk", flat=True)]
     reaped = 0
-    for pk in stale:
+    for pk, limit in stale:
         with transaction.atomic():
-            job = DryRunJob.objects.select_for_update().filter(pk=pk, state__in=(State.RUNNING, State.QUEUED)).first()
+            job = (Job.objects.select_for_update().select_related("change")
+                   .filter(pk=pk, state__in=(State.RUNNING, State.QUEUED)).first())
             if job is None:
                 continue
             planned = set(job.plans.values_list("machine_path", flat=True))
             job.machines_missing = [m for m in job.machines if m not in planned]
-            job.state, job.finished_at = State.INCOMPLETE, now
-            job.error = (f"Interrupted: no progress for {int(limit.total_seconds())} s; "
-                         f"{len(job.machines_missing)} machine(s) without a plan.")
+            if job.writes:
+                job.state = State.INTERRUPTED
+                job.error = (f"Interrupted: no progress for {int(limit.total_seconds())} s; {len(planned)} machine(s) "
+                             f"done, {len(job.machines_missing)} not touched; backups kept in "
+                             f"{settings.CMDB_DEPLOY_BACKUP_DIR}/{pk}.")
+            else:
+                job.state = State.INCOMPLETE
+                job.error = (f"Interrupted: no progress for {int(limit.total_seconds())} s; "
+                             f"{len(job.machines_missing)} machine(s) without a plan.")
+            job.finished_at = now
             job.save(update_fields=["state", "finished_at", "error", "machines_missing"])
             reaped += 1
             _log(pk, job.error + " " + ", ".join(job.machines_missing[:50]), "error")
+            if job.writes:
+                _event(job.change, None, f"{job.kind}-interrupted", job.error, job=pk, untouched=job.machines_missing)
     return reaped

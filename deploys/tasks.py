@@ -10,7 +10,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from deploys import services
+from deploys import rollout, services
 from portal.tasks import RETRIES, TRANSIENT, retry_later
 
 
@@ -49,3 +49,20 @@ def dryrun_batch(self, job_id: int, machines: list[str]) -> None:
 def dryrun_reap() -> int:
     """Periodic: fail jobs whose worker died."""
     return services.dryrun_reap_stale()
+
+
+# Deploys and restores write to machines: their tasks are acknowledged on receipt and never run twice
+# (a redelivered batch could write again over what a person fixed meanwhile); a lost batch ends the job
+# "interrupted" through the reaper.
+@shared_task(name="deploys.tasks.deploy_dispatch")
+def deploy_dispatch(job_id: int) -> None:
+    first = rollout.rollout_begin(job_id=job_id)
+    if first:
+        deploy_batch.delay(job_id, first)
+
+
+@shared_task(name="deploys.tasks.deploy_batch", acks_late=False, time_limit=settings.CMDB_DEPLOY_TIME_LIMIT)
+def deploy_batch(job_id: int, machines: list[str]) -> None:
+    following = rollout.rollout_run_batch(job_id=job_id, machine_paths=machines)
+    if following:
+        deploy_batch.delay(job_id, following)

@@ -11,19 +11,21 @@ from django.views.decorators.http import require_GET, require_POST
 from changes.models import ChangeRequest
 from cmdb.browse import highlight_diff
 from deploys import permissions, services
-from deploys.models import DryRunJob
+from deploys.models import Job
 from fleet import planner
 
 
-def _context(request, job: DryRunJob) -> dict:
+def _context(request, job: Job) -> dict:
     plans = []
     for plan in job.plans.all():
-        items = []
+        groups: dict[str, list[dict]] = {"conflict": [], "change": [], "drift": [], "other": []}
         for item in plan.items:
             shown = dict(item)
             shown["diff_html"] = highlight_diff(item["diff"]) if item.get("diff") else ""
-            items.append(shown)
-        plans.append({"plan": plan, "items": items, "counts": planner.summarize(plan.items)})
+            shown["base_diff_html"] = highlight_diff(item["base_diff"]) if item.get("base_diff") else ""
+            groups[item.get("origin") if item.get("origin") in planner.ORIGINS else "other"].append(shown)
+        plans.append({"plan": plan, "groups": groups, "counts": planner.summarize(plan.items),
+                      "origins": planner.count_origins(plan.items)})
     user = request.user
     return {
         "job": job,
@@ -33,8 +35,8 @@ def _context(request, job: DryRunJob) -> dict:
     }
 
 
-def _job(pk: int) -> DryRunJob:
-    return get_object_or_404(DryRunJob.objects.select_related("change", "requested_by"), pk=pk)
+def _job(pk: int) -> Job:
+    return get_object_or_404(Job.objects.select_related("change", "requested_by"), pk=pk)
 
 
 @require_GET

@@ -268,5 +268,9 @@ def declared_bytes(repo: ConfigRepo, declarations: Iterable[MachineDeclaration])
     """
     decls = list(declarations)
     blobs = repo.read_blobs({f.blob_sha for d in decls for f in d.files.values()})
-    return {d.machine_path: {t: blobs[f.blob_sha] for t, f in d.files.items() if f.blob_sha in blobs}
-            for d in decls}
+    return {d.machine_path: by_target(d, blobs) for d in decls}
+
+
+def by_target(declaration: MachineDeclaration, blobs: Mapping[str, bytes]) -> dict[str, bytes]:
+    """The declared content of each of the machine's files, by target path, from blobs read already."""
+    return {t: blobs[f.blob_sha] for t, f in declaration.files.items() if f.blob_sha in blobs}

@@ -15,7 +15,7 @@ from typing import Any
 from cmdb.gitrepo import ConfigRepo, GitError
 from cmdb.secrets import SecretPatterns
 from fleet import planner
-from fleet.declared import declared_bytes, declared_configuration
+from fleet.declared import by_target, declared_configuration
 from fleet.manifest import MachineAccess, MachineDeclaration
 from fleet.transport import (
     MANUAL_REASON,
@@ -48,6 +48,7 @@ class MachineLook:
     actions: list[planner.FileAction] = field(default_factory=list)
     reload: list[str] = field(default_factory=list)
     declared: dict[str, bytes] = field(default_factory=dict)  # declared content by target path
+    base_declared: dict[str, bytes] = field(default_factory=dict)  # the baseline's, by target path
 
 
 def ssh_settings_from(config: Any) -> SshSettings | None:
@@ -59,6 +60,7 @@ def ssh_settings_from(config: Any) -> SshSettings | None:
         Path(config.CMDB_SSH_KNOWN_HOSTS),
         Timeouts(float(config.CMDB_SSH_CONNECT_TIMEOUT), float(config.CMDB_SSH_COMMAND_TIMEOUT)),
         config.CMDB_SSH_USER or None,
+        bool(getattr(config, "CMDB_DEPLOY_SUDO", False)),
     )
 
 
@@ -119,9 +121,12 @@ def look_at_machines(
     if proceed is not None and not proceed(sorted(to_contact)):
         return [looks[m] for m in todo if m not in to_contact]
 
-    contents = declared_bytes(repo, (look.declaration for look in to_contact.values() if look.declaration))
-    for name, look in to_contact.items():
-        look.declared = contents.get(name, {})
+    decls = [look.declaration for look in to_contact.values() if look.declaration is not None]
+    bases = [look.baseline for look in to_contact.values() if look.baseline is not None]
+    blobs = repo.read_blobs({f.blob_sha for d in (*decls, *bases) for f in d.files.values()})
+    for look in to_contact.values():
+        look.declared = by_target(look.declaration, blobs) if look.declaration is not None else {}
+        look.base_declared = by_target(look.baseline, blobs) if look.baseline is not None else {}
     paths = {m: sorted(set(look.declaration.files) | (set(look.baseline.files) if look.baseline else set()))
              for m, look in to_contact.items() if look.declaration is not None}
 
@@ -146,6 +151,10 @@ def look_at_machines(
             look.snapshot = result
             look.actions = planner.plan_machine(look.declaration, look.baseline, result.files, look.declared,
                                                 result.contents)
+            # With a baseline, a machine absent from it (or broken there) declared nothing before the change.
+            base = (look.baseline or MachineDeclaration(machine)) if baseline and baseline != revision else None
+            planner.annotate_origins(look.actions, look.declaration, base, result.files, look.base_declared,
+                                     result.contents)
             look.reload = planner.reload_commands(look.declaration, look.actions, look.baseline)
         else:  # pragma: no cover - stat_machines_parallel answers for every machine
             look.status, look.reason = ERROR, "No answer for this machine."

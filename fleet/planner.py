@@ -26,7 +26,8 @@ from cmdb.secrets import MASK, has_private_key, mask_text
 from fleet.manifest import DeclaredFile, MachineDeclaration
 from fleet.transport import LiveFile
 
-__all__ = ["ACTIONS", "FileAction", "paths_to_read", "plan_machine", "reload_commands", "summarize"]
+__all__ = ["ACTIONS", "ORIGINS", "FileAction", "annotate_origins", "count_origins", "paths_to_read", "plan_machine",
+           "reload_commands", "summarize"]
 
 ACTIONS = ("create", "update", "delete", "unchanged", "unreadable")
 CHANGED = ("create", "update", "delete")
@@ -50,6 +51,15 @@ class FileAction:
     live_owner: str = ""
     declared_group: str = ""
     live_group: str = ""
+    # Where the difference comes from (set by :func:`annotate_origins` when a base is known): "change"
+    # (the revision changes this file and the machine still holds the base's), "conflict" (the
+    # revision changes it but the machine holds something else: deploying would overwrite a hand
+    # edit), "drift" (the revision does not touch it; the machine differs anyway), "" (nothing to do).
+    origin: str = ""
+    base_diff: str = ""  # conflicts: base -> live, the hand edit a deploy would overwrite
+    # The live state when the plan was made; a deploy re-checks it before writing anything.
+    live_exists: bool = False
+    live_sha256: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,7 +83,7 @@ def _is_text(data: bytes | None) -> bool:
     return True
 
 
-def _unified(target: str, old: bytes | None, new: bytes | None) -> str:
+def _unified(target: str, old: bytes | None, new: bytes | None, labels: tuple[str, str] = ("live", "declared")) -> str:
     """A unified diff from ``old`` (None: absent) to ``new`` (None: deleted), masked for keys."""
     if (old is not None and not _is_text(old)) or (new is not None and not _is_text(new)):
         return f"Binary files {target} differ\n"
@@ -81,8 +91,8 @@ def _unified(target: str, old: bytes | None, new: bytes | None) -> str:
     new_lines = new.decode("utf-8").splitlines(keepends=True) if new is not None else []
     lines = list(difflib.unified_diff(
         old_lines, new_lines,
-        fromfile="/dev/null" if old is None else f"a{target} (live)",
-        tofile="/dev/null" if new is None else f"b{target} (declared)",
+        fromfile="/dev/null" if old is None else f"a{target} ({labels[0]})",
+        tofile="/dev/null" if new is None else f"b{target} ({labels[1]})",
     ))
     fixed = [line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines]
     if len(fixed) > MAX_DIFF_LINES:
@@ -212,4 +222,65 @@ def summarize(actions: Iterable[FileAction | Mapping]) -> dict[str, int]:
     for a in actions:
         kind = a["action"] if isinstance(a, Mapping) else a.action
         counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+ORIGINS = ("change", "conflict", "drift")
+
+
+def _declared_state(decl: DeclaredFile | None) -> tuple | None:
+    return None if decl is None else (decl.blob_sha, decl.kind, decl.mode, decl.owner, decl.group)
+
+
+def _holds(lf: LiveFile | None, decl: DeclaredFile | None, data: bytes | None) -> bool:
+    """Whether the machine holds exactly ``decl`` (None: that the file is absent)."""
+    if decl is None:
+        return lf is None or (not lf.exists and not lf.error)
+    if lf is None or not lf.exists or lf.error or lf.kind != decl.kind or data is None or lf.sha256 != _sha256(data):
+        return False
+    if decl.kind == "file" and lf.mode is not None and lf.mode != decl.mode:
+        return False
+    return (decl.owner is None or lf.owner == decl.owner) and (decl.group is None or lf.group == decl.group)
+
+
+def annotate_origins(
+    actions: list[FileAction],
+    declared: MachineDeclaration,
+    base: MachineDeclaration | None,
+    live: Mapping[str, LiveFile],
+    base_bytes: Mapping[str, bytes],
+    live_bytes: Mapping[str, bytes],
+) -> None:
+    """Say where each difference comes from, comparing the revision with its ``base`` (main before
+    the change). Without a base (an audit, a dry run of main itself) every difference is drift."""
+    for action in actions:
+        lf = live.get(action.target)
+        action.live_exists = bool(lf is not None and lf.exists)
+        action.live_sha256 = (lf.sha256 or "") if lf is not None else ""
+        if action.action == "unchanged":
+            continue
+        new = declared.files.get(action.target)
+        old = base.files.get(action.target) if base is not None else new
+        if _declared_state(new) == _declared_state(old):
+            action.origin = "drift"
+        elif _holds(lf, old, base_bytes.get(action.target)):
+            action.origin = "change"
+        else:
+            action.origin = "conflict"
+            old_data, live_data = base_bytes.get(action.target), live_bytes.get(action.target)
+            if action.secret or (old is not None and old.secret):
+                action.base_diff = MASK
+            elif old_data is not None and live_data is not None:
+                action.base_diff = _unified(action.target, old_data, live_data, ("main", "live"))
+            elif old is None and live_data is not None:
+                action.base_diff = _unified(action.target, None, live_data, ("main", "live"))
+
+
+def count_origins(items: Iterable[FileAction | Mapping]) -> dict[str, int]:
+    """Changed items per origin."""
+    counts = dict.fromkeys(ORIGINS, 0)
+    for item in items:
+        origin = item.get("origin", "") if isinstance(item, Mapping) else item.origin
+        if origin in counts:
+            counts[origin] += 1
     return counts

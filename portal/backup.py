@@ -39,7 +39,7 @@ BACKED_UP = [
     "changes.changerequest", "changes.impactedci", "changes.approval", "changes.approvalpolicy",
     "changes.freezeperiod", "changes.comment", "changes.changeevent", "changes.baseline",
     "changes.unauthorizedcommit", "changes.releasedcommit",
-    "deploys.dryrunjob", "deploys.machineplan", "deploys.joblogline",
+    "deploys.job", "deploys.machineplan", "deploys.joblogline",
     "audits.auditrun", "audits.machineresult", "audits.finding", "audits.manualcheck", "audits.machinestatus",
 ]
 NOT_BACKED_UP = {

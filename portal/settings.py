@@ -70,6 +70,18 @@ CMDB_DRY_RUN_TIME_LIMIT = env_int("CMDB_DRY_RUN_TIME_LIMIT", max(360, CMDB_DRY_R
 if CMDB_DRY_RUN_TIME_LIMIT <= CMDB_DRY_RUN_SOFT_TIME_LIMIT:
     raise ImproperlyConfigured("CMDB_DRY_RUN_TIME_LIMIT must be greater than CMDB_DRY_RUN_SOFT_TIME_LIMIT.")
 
+# --- deploys: the only jobs that write to machines ----------------------------------------------------
+# Off unless named here: the environments whose machines deploy jobs may write (from the portal's
+# environment, never from the repository, so a commit cannot enable writes).
+CMDB_DEPLOY_ENVIRONMENTS = env_list("CMDB_DEPLOY_ENVIRONMENTS", [])
+CMDB_DEPLOY_SUDO = env_bool("CMDB_DEPLOY_SUDO", False)  # SSH writes through `sudo -n` (a non-root deploy user)
+CMDB_DEPLOY_CANARY = env_int("CMDB_DEPLOY_CANARY", 1, minimum=0)  # machines in the first batch (0: no canary)
+CMDB_DEPLOY_BATCH = env_int("CMDB_DEPLOY_BATCH", 10, minimum=1)
+CMDB_DEPLOY_MAX_FAILURES = env_int("CMDB_DEPLOY_MAX_FAILURES", 1, minimum=1)  # failed machines that halt a rollout
+CMDB_DEPLOY_TIME_LIMIT = env_int("CMDB_DEPLOY_TIME_LIMIT", 1800, minimum=60)  # per batch
+# Previous files of every machine a deploy wrote, per job (sensitive: 0700).
+CMDB_DEPLOY_BACKUP_DIR = env_path("CMDB_DEPLOY_BACKUP_DIR", CMDB_DATA_DIR / "deploy-backups")
+
 try:
     CMDB_DATA_DIR.mkdir(parents=True, exist_ok=True)
 except OSError as exc:  # pragma: no cover - depends on the host
@@ -288,7 +300,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "ChangeStateEnum": "changes.models.ChangeRequest.State",
-        "DryRunJobStateEnum": "deploys.models.DryRunJob.State",
+        "JobStateEnum": "deploys.models.Job.State",
         "MachinePlanStatusEnum": "deploys.models.MachinePlan.Status",
         "AuditRunStateEnum": "audits.models.AuditRun.State",
         "MachineResultStatusEnum": "audits.models.MachineResult.Status",

@@ -232,3 +232,16 @@ def test_branch(synced):
     """A branch touching only the test environment (needs one approval)."""
     on_branch(synced, "change/test-only", {"test/web-test1/nginx/files/etc/nginx/nginx.conf": "worker_processes 2;\n"})
     return "change/test-only"
+
+
+@pytest.fixture
+def api_for(db):
+    """``api_for(user)``: a DRF client authenticated as ``user`` (as a token would; no CSRF)."""
+    from rest_framework.test import APIClient
+
+    def make(user):
+        client = APIClient()
+        client.force_authenticate(user)
+        return client
+
+    return make

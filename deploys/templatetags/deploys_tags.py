@@ -9,7 +9,7 @@ from __future__ import annotations
 from django import template
 
 from deploys import permissions
-from deploys.models import DryRunJob
+from deploys.models import Job
 
 register = template.Library()
 
@@ -21,5 +21,5 @@ def can_dry_run(context, change=None) -> bool:
 
 
 @register.simple_tag
-def recent_dry_runs(change, limit: int = 5) -> list[DryRunJob]:
-    return list(DryRunJob.objects.filter(change=change).select_related("requested_by")[:limit])
+def recent_dry_runs(change, limit: int = 5) -> list[Job]:
+    return list(Job.objects.filter(change=change).select_related("requested_by")[:limit])

@@ -9,12 +9,16 @@ local machines (:mod:`fleet.transport.local`) meanwhile in the calling thread. E
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from fleet.manifest import MachineAccess
 from fleet.transport.base import (
     DEFAULT_MAX_READ_BYTES,
     AuthenticationFailed,
+    CommandResult,
+    FileWrite,
     HostKeyUnknown,
     LiveFile,
     MachineSnapshot,
@@ -25,12 +29,14 @@ from fleet.transport.base import (
     Unreachable,
 )
 from fleet.transport.local import LocalTransport
-from fleet.transport.ssh import ReadChooser, look_over_ssh
+from fleet.transport.ssh import ReadChooser, look_over_ssh, open_ssh_machine
 
 __all__ = [
     "DEFAULT_MAX_READ_BYTES",
     "MANUAL_REASON",
     "AuthenticationFailed",
+    "CommandResult",
+    "FileWrite",
     "HostKeyUnknown",
     "LiveFile",
     "LocalTransport",
@@ -40,6 +46,7 @@ __all__ = [
     "Timeouts",
     "TransportError",
     "Unreachable",
+    "open_machine",
     "stat_machines_parallel",
 ]
 
@@ -97,3 +104,39 @@ def stat_machines_parallel(
             out.update((n, local(n)) for n in local_names)
             out.update(pending.result())
     return {n: out[n] for n in names}
+
+
+class _LocalMachine:
+    """A local machine for deploys: reload commands are recorded, never run on the portal's host."""
+
+    def __init__(self, root):
+        self.transport = LocalTransport(root)
+        self.stat_many = self.transport.stat_many
+        self.read_many = self.transport.read_many
+        self.write = self.transport.write
+
+    def run(self, command: str) -> CommandResult:
+        return CommandResult(command, False, None, "not run: local transport (a directory standing for a machine)")
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+@contextlib.contextmanager
+def open_machine(access: MachineAccess, *, ssh_settings: SshSettings | None) -> Iterator[Any]:
+    """A machine to deploy to (``fleet.apply.Machine``), open for the duration of the block.
+    Raises :class:`TransportError` (Unreachable, HostKeyUnknown...) when it cannot be reached."""
+    if access.transport == "manual":
+        raise ManualMachine(MANUAL_REASON)
+    if access.transport == "local":
+        if access.root is None:
+            raise TransportError("The machine manifest names no local root.")
+        machine: Any = _LocalMachine(access.root)
+    elif access.transport == "ssh":
+        machine = open_ssh_machine(access, ssh_settings)
+    else:
+        raise TransportError(f"Unknown transport {access.transport!r}.")
+    try:
+        yield machine
+    finally:
+        machine.close()

@@ -74,6 +74,7 @@ class SshSettings:
     known_hosts_path: Path
     timeouts: Timeouts = Timeouts()
     default_user: str | None = None
+    sudo: bool = False  # deploys write through ``sudo -n`` (a non-root deploy user)
 
 
 @dataclass(slots=True)
@@ -120,3 +121,27 @@ def group_name(gid: int) -> str:
         return str(gid)
 
 
+@dataclass(frozen=True, slots=True)
+class FileWrite:
+    """One write a deploy makes: ``content`` None deletes the file; a symlink's content is its target."""
+
+    target: str
+    content: bytes | None
+    mode: int = 0o644
+    owner: str | None = None
+    group: str | None = None
+    kind: str = "file"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """A reload command run on a machine (``ran`` False: recorded but not run, e.g. a local machine)."""
+
+    command: str
+    ran: bool
+    exit_status: int | None = None
+    output: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.ran or self.exit_status == 0

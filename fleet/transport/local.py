@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import errno
+import grp
 import hashlib
 import os
+import pwd
+import secrets
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,7 +16,9 @@ from typing import Any
 from fleet.transport.base import (
     _MAX_SYMLINKS,
     DEFAULT_MAX_READ_BYTES,
+    FileWrite,
     LiveFile,
+    TransportError,
     Unreachable,
     check_path,
     file_kind,
@@ -50,8 +55,9 @@ class LocalTransport:
     def close(self) -> None:
         pass
 
-    def _parent(self, path: str) -> tuple[list[int], str]:
-        """Open directory handles from the root down to the parent of ``path``; (handles, last name)."""
+    def _parent(self, path: str, *, create: bool = False) -> tuple[list[int], str]:
+        """Open directory handles from the root down to the parent of ``path``; (handles, last name).
+        ``create``: missing directories are made (0755), as a package manager would."""
         parts = path[1:].split("/")
         pending = list(reversed(parts[:-1]))
         stack = [os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
@@ -67,7 +73,15 @@ class LocalTransport:
                     os.close(stack.pop())
                     continue
                 try:
-                    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stack[-1])
+                    try:
+                        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                     dir_fd=stack[-1])
+                    except FileNotFoundError:
+                        if not create:
+                            raise
+                        os.mkdir(name, 0o755, dir_fd=stack[-1])
+                        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                     dir_fd=stack[-1])
                 except OSError as exc:
                     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                         st = os.stat(name, dir_fd=stack[-1], follow_symlinks=False)
@@ -187,4 +201,70 @@ class LocalTransport:
                 os.close(fd)
         return out
 
+    # --- writes (deploy jobs only) -------------------------------------------------------------------------
+    def write(self, op: FileWrite) -> None:
+        """Replace ``op.target`` atomically: a temporary file in the same directory gets the content,
+        mode and (when declared) owner, is synced, then renamed over the target; ``content`` None
+        removes the target. A symlink anywhere in the path is resolved inside the root, never out."""
+        problem = check_path(op.target)
+        if problem:
+            raise TransportError(f"{op.target}: {problem}")
+        try:
+            stack, name = self._parent(op.target, create=op.content is not None)
+        except _Refused as exc:
+            raise TransportError(f"{op.target}: {exc.reason}") from None
+        except OSError as exc:
+            raise TransportError(f"{op.target}: {exc.strerror or exc}") from None
+        parent = stack[-1]
+        try:
+            if op.content is None:
+                try:
+                    os.unlink(name, dir_fd=parent)
+                except FileNotFoundError:
+                    pass
+                return
+            tmp = f".{name}.cmdb-{os.getpid()}-{secrets.token_hex(4)}"
+            try:
+                if op.kind == "symlink":
+                    os.symlink(op.content, tmp, dir_fd=parent)
+                else:
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                                 dir_fd=parent)
+                    with os.fdopen(fd, "wb") as handle:
+                        handle.write(op.content)
+                        handle.flush()
+                        if op.owner or op.group:
+                            os.fchown(handle.fileno(), _uid(op.owner), _gid(op.group))
+                        os.fchmod(handle.fileno(), op.mode)
+                        os.fsync(handle.fileno())
+                os.rename(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+                os.fsync(parent)
+            except BaseException:
+                try:
+                    os.unlink(tmp, dir_fd=parent)
+                except OSError:
+                    pass
+                raise
+        except OSError as exc:
+            raise TransportError(f"{op.target}: {exc.strerror or exc}") from None
+        finally:
+            for fd in stack:
+                os.close(fd)
 
+
+def _uid(owner: str | None) -> int:
+    if not owner:
+        return -1
+    try:
+        return pwd.getpwnam(owner).pw_uid
+    except KeyError:
+        raise TransportError(f"no user {owner!r} on the machine") from None
+
+
+def _gid(group: str | None) -> int:
+    if not group:
+        return -1
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise TransportError(f"no group {group!r} on the machine") from None

@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import secrets
 from typing import Any
 
-from fleet.transport.base import LiveFile, TransportError, file_kind
+from fleet.transport.base import FileWrite, LiveFile, TransportError, file_kind
 
 
 # --- remote scripts --------------------------------------------------------------------------------------
-def _quote(path: str) -> str:
+def quote(path: str) -> str:
     return "'" + path.replace("'", "'\\''") + "'"
 
 
@@ -101,19 +102,19 @@ _BATCH = 500  # paths per `stat --printf` command line (far below ARG_MAX)
 def stat_script(paths: list[str]) -> bytes:
     lines = [_STAT_SCRIPT]
     for i in range(0, len(paths), _BATCH):
-        lines.append("b " + " ".join(_quote(p) for p in paths[i : i + _BATCH]) + "\n")
+        lines.append("b " + " ".join(quote(p) for p in paths[i : i + _BATCH]) + "\n")
     lines.append("printf '%s\\0' --\n")  # ends the batch records: no path is "--"
     for i in range(0, len(paths), _BATCH):
-        lines.append("k " + " ".join(_quote(p) for p in paths[i : i + _BATCH]) + "\n")
+        lines.append("k " + " ".join(quote(p) for p in paths[i : i + _BATCH]) + "\n")
     lines.append("printf '%s\\0' --\n")  # ends the hash records
-    lines += [f"s {i} {_quote(p)}\n" for i, p in enumerate(paths)]
+    lines += [f"s {i} {quote(p)}\n" for i, p in enumerate(paths)]
     lines.append("printf 'CMDB-END\\0'\n")
     return "".join(lines).encode("utf-8", errors="surrogateescape")
 
 
 def read_script(paths: list[str], max_bytes: int) -> bytes:
     lines = [_READ_SCRIPT]
-    lines += [f"r {i} {_quote(p)} {int(max_bytes)}\n" for i, p in enumerate(paths)]
+    lines += [f"r {i} {quote(p)} {int(max_bytes)}\n" for i, p in enumerate(paths)]
     lines.append("printf 'CMDB-END\\0'\n")
     return "".join(lines).encode("utf-8", errors="surrogateescape")
 
@@ -217,3 +218,23 @@ def parse_read_output(paths: list[str], out: bytes) -> dict[str, bytes]:
     return result
 
 
+# Writes (deploy jobs only): one file per script, replaced atomically with a temporary file in the
+# same directory and mv -T; the content travels base64-encoded in a here-document.
+def write_script(op: FileWrite) -> bytes:
+    target = quote(op.target)
+    if op.content is None:
+        return f"set -e\nrm -f -- {target}\n".encode()
+    lines = [
+        "set -e", "umask 077", f"t={target}", 'd=${t%/*}; [ -n "$d" ] || d=/', 'mkdir -p -- "$d"',
+        f'tmp="$d/.cmdb-$$-{secrets.token_hex(4)}"', "trap 'rm -f -- \"$tmp\"' EXIT",
+    ]
+    if op.kind == "symlink":
+        lines.append(f'ln -s -- {quote(op.content.decode("utf-8", "surrogateescape"))} "$tmp"')
+    else:
+        lines += ['base64 -d > "$tmp" <<\'CMDB_EOF\'', base64.encodebytes(op.content).decode().rstrip("\n"),
+                  "CMDB_EOF", f'chmod {op.mode:04o} -- "$tmp"']
+        if op.owner or op.group:
+            lines.append(f'chown {quote((op.owner or "") + (":" + op.group if op.group else ""))} -- "$tmp"')
+        lines.append('sync -- "$tmp" 2>/dev/null || sync')
+    lines += ['mv -fT -- "$tmp" "$t"', "trap - EXIT"]
+    return ("\n".join(lines) + "\n").encode()

@@ -6,7 +6,9 @@ Key authentication only, strict ``known_hosts``, no agent, no password, no user 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import socket
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from fleet.manifest import MachineAccess
 from fleet.transport.base import (
     DEFAULT_MAX_READ_BYTES,
     AuthenticationFailed,
+    CommandResult,
+    FileWrite,
     HostKeyUnknown,
     LiveFile,
     MachineSnapshot,
@@ -25,7 +29,14 @@ from fleet.transport.base import (
     Unreachable,
     check_path,
 )
-from fleet.transport.scripts import decode, parse_read_output, parse_stat_output, read_script, stat_script
+from fleet.transport.scripts import (
+    decode,
+    parse_read_output,
+    parse_stat_output,
+    read_script,
+    stat_script,
+    write_script,
+)
 
 
 # --- SSH ---------------------------------------------------------------------------------------------------
@@ -110,14 +121,15 @@ class _SshSession:
         except asyncssh.Error as exc:  # pragma: no cover - other protocol errors
             raise TransportError(f"{self.host}:{self.port}: SSH error: {exc}") from exc
 
-    async def run_script(self, script: bytes) -> bytes:
+    async def run_script(self, script: bytes, *, sudo: bool = False) -> bytes:
         await self.connect()
         assert self.conn is not None
         self.commands += 1
         timeout = self.timeouts.command
         try:
             result = await asyncio.wait_for(
-                self.conn.run("/bin/sh -s", input=script, encoding=None, check=False), timeout=timeout
+                self.conn.run("sudo -n /bin/sh -s" if sudo else "/bin/sh -s", input=script, encoding=None, check=False),
+                timeout=timeout
             )
         except TimeoutError as exc:
             await self.close()
@@ -235,3 +247,92 @@ def look_over_ssh(
         return dict(zip(names, results, strict=True))
 
     return asyncio.run(everything())
+
+
+class _LoopThread:
+    """An event loop in its own daemon thread, so that a deploy (synchronous code in a worker) keeps
+    ONE connection to a machine across its stat, read, write and reload steps."""
+
+    def __init__(self, name: str):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self.thread.start()
+
+    def call(self, coro, timeout: float):
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise Unreachable(f"No answer within {timeout:g}s.") from None
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+class SshMachine:
+    """A machine a deploy writes to over SSH (``fleet.apply.Machine``): one connection, one script per step."""
+
+    def __init__(self, session: _SshSession, sudo: bool):
+        self.session, self.sudo = session, sudo
+        self.loop = _LoopThread(f"cmdb-deploy-{session.where}")
+        self.budget = session.timeouts.connect + session.timeouts.command + 10
+
+    def _call(self, coro):
+        return self.loop.call(coro, self.budget)
+
+    def stat_many(self, paths: Iterable[str]) -> dict[str, LiveFile]:
+        return self._call(self.session.stat_many(list(paths)))
+
+    def read_many(self, paths: Iterable[str], *, max_bytes: int = DEFAULT_MAX_READ_BYTES) -> dict[str, bytes]:
+        return self._call(self.session.read_many(list(paths), max_bytes))
+
+    def write(self, op: FileWrite) -> None:
+        problem = check_path(op.target)
+        if problem:
+            raise TransportError(f"{op.target}: {problem}")
+        self._call(self.session.run_script(write_script(op), sudo=self.sudo))
+
+    def run(self, command: str) -> CommandResult:
+        async def go() -> CommandResult:
+            await self.session.connect()
+            assert self.session.conn is not None
+            try:
+                done = await asyncio.wait_for(self.session.conn.run(command, check=False, encoding="utf-8",
+                                                                    errors="replace"),
+                                              timeout=self.session.timeouts.command)
+            except TimeoutError:
+                return CommandResult(command, True, None, f"did not finish within {self.session.timeouts.command:g}s")
+            except (asyncssh.Error, OSError) as exc:
+                raise TransportError(f"{self.session.where}: cannot run {command!r}: {exc}") from exc
+            output = (str(done.stdout or "") + str(done.stderr or ""))[-4000:]
+            return CommandResult(command, True, done.exit_status, output)
+
+        return self._call(go())
+
+    def close(self) -> None:
+        try:
+            self.loop.call(self.session.close(), 10)
+        except TransportError:
+            pass
+        finally:
+            self.loop.stop()
+
+
+def open_ssh_machine(access: MachineAccess, ssh_settings: SshSettings | None) -> SshMachine:
+    """Connect to a machine for a deploy (raises Unreachable, AuthenticationFailed, HostKeyUnknown...)."""
+    if ssh_settings is None:
+        raise TransportError("The portal has no SSH key or known_hosts file configured.")
+    key, known_hosts = _load_identity(ssh_settings.key_path, ssh_settings.known_hosts_path)
+    host, port, user = _ssh_target(access, ssh_settings.default_user)
+    session = _SshSession(host, port, user, key, known_hosts, ssh_settings.timeouts, ssh_settings.known_hosts_path)
+    machine = SshMachine(session, ssh_settings.sudo)
+    try:
+        machine._call(session.connect())
+    except BaseException:
+        machine.close()
+        raise
+    return machine

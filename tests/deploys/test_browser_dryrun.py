@@ -14,7 +14,7 @@ import re
 import pytest
 
 from changes.models import ChangeEvent
-from deploys.models import DryRunJob
+from deploys.models import Job
 from tests.changes.browser import Session
 from tests.fixtures.dryrun_repo import build_machines, build_repo, snapshot_tree
 
@@ -52,13 +52,13 @@ def _log_messages(page) -> list[str]:
     return [m.group(2) for m in parsed]
 
 
-def _start_from_change_page(session: Session, expect) -> DryRunJob:
+def _start_from_change_page(session: Session, expect) -> Job:
     """Click the CR page's dry-run button; the browser lands on the new job's page."""
     page, base = session.page, session.base_url
-    known = set(DryRunJob.objects.values_list("pk", flat=True))
+    known = set(Job.objects.values_list("pk", flat=True))
     page.locator("#dry-runs").get_by_role("button", name="Dry run").click()
     page.wait_for_url(re.compile(rf"^{re.escape(base)}/jobs/\d+/$"))
-    job = DryRunJob.objects.exclude(pk__in=known).get()
+    job = Job.objects.exclude(pk__in=known).get()
     assert page.url == f"{base}{job.get_absolute_url()}"
     expect(page.locator("#job-live")).to_have_attribute("data-state", "succeeded")
     return job
@@ -137,7 +137,14 @@ def test_dry_run_from_the_change_request_page(browser, live_server, dry_env, mak
     expect(nginx.locator(".badge").first).to_have_text("update")
     expect(nginx).to_contain_text("(content, mode)")
     expect(nginx).to_contain_text("mode 0644 → 0640")
-    diff = nginx.locator(".diff-body")
+    # main declares 2 workers, the machine was edited to 1 by hand: a conflict, shown first, three-way
+    expect(nginx).to_have_attribute("data-origin", "conflict")
+    expect(web1.locator(".plan-item").first).to_have_attribute("data-origin", "conflict")
+    expect(nginx.locator("[data-base-diff] .gi").last).to_have_text("+worker_processes 1;")
+    expect(web1.locator("[data-conflicts]")).to_have_text("2 conflict(s)")
+    drift = web1.locator('details[data-origin-group="drift"]')
+    expect(drift.locator('.plan-item[data-target="/etc/app/app.conf"]')).to_be_hidden()  # collapsed by default
+    diff = nginx.locator(".diff-body:not([data-base-diff])")
     expect(diff).to_be_visible()
     # the unified diff, line for line (Pygments: .gd deleted, .gi inserted)
     assert diff.inner_text().strip().splitlines() == [
@@ -209,7 +216,7 @@ def test_dry_run_from_the_change_request_page(browser, live_server, dry_env, mak
     vera.context.close()
 
     # --- the database, and the machines untouched ---------------------------------------------------------
-    assert list(DryRunJob.objects.order_by("pk").values_list(
+    assert list(Job.objects.order_by("pk").values_list(
         "pk", "change", "requested_by__username", "state", "revision", "for_head_sha", "rev_label",
         "machines_done", "machines_total")) == [
         (job.pk, change.pk, requester.username, "succeeded", head, head, branch, 3, 3),

@@ -7,7 +7,7 @@ import pytest
 from changes.models import ChangeEvent
 from cmdb.secrets import MASK
 from deploys import services as dryrun
-from deploys.models import DryRunJob, MachinePlan
+from deploys.models import Job, MachinePlan
 from tests.fixtures.dryrun_repo import snapshot_tree
 
 
@@ -16,7 +16,7 @@ def cr(dry_env, make_change):
     return make_change(dry_env["branch"])
 
 
-def run(django_capture_on_commit_callbacks, **kwargs) -> DryRunJob:
+def run(django_capture_on_commit_callbacks, **kwargs) -> Job:
     with django_capture_on_commit_callbacks(execute=True):
         job = dryrun.dryrun_start(**kwargs)
     job.refresh_from_db()
@@ -93,7 +93,7 @@ def test_permission_per_role(dry_env, cr, all_roles, role, allowed, django_captu
             dryrun.dryrun_start(acting_user=user, change=cr)
         with pytest.raises(dryrun.DeployForbidden):
             dryrun.dryrun_start(acting_user=user, revision="main")
-        assert not DryRunJob.objects.exists()
+        assert not Job.objects.exists()
         return
     job = run(django_capture_on_commit_callbacks, acting_user=user, change=cr, machines=["prod/db1"])
     assert job.state == "succeeded"
@@ -138,7 +138,7 @@ def test_batches_split_and_redelivery_is_idempotent(dry_env, cr, requester, sett
     job = run(django_capture_on_commit_callbacks, acting_user=requester, change=cr)
     assert job.state == "succeeded" and job.plans.count() == 4
     # A batch delivered twice (acks_late after a lost worker) changes nothing.
-    DryRunJob.objects.filter(pk=job.pk).update(state="running")
+    Job.objects.filter(pk=job.pk).update(state="running")
     dryrun.dryrun_run_batch(job_id=job.pk, machine_paths=["prod/web1"])
     job.refresh_from_db()
     assert job.machines_done == 4 and job.plans.count() == 4
@@ -161,9 +161,9 @@ def test_timed_out_batch_and_reaper(dry_env, cr, requester, settings, django_cap
     parts = dryrun.dryrun_begin(job_id=stale.pk)
     dryrun.dryrun_run_batch(job_id=stale.pk, machine_paths=stale.machines[:1])  # then the worker died
     assert dryrun.dryrun_reap_stale() == 0
-    DryRunJob.objects.filter(pk=stale.pk).update(started_at=timezone.now() - timedelta(hours=1))
+    Job.objects.filter(pk=stale.pk).update(started_at=timezone.now() - timedelta(hours=1))
     assert dryrun.dryrun_reap_stale() == 0  # old, but it made progress a moment ago
-    DryRunJob.objects.filter(pk=stale.pk).update(progress_at=timezone.now() - timedelta(hours=1))
+    Job.objects.filter(pk=stale.pk).update(progress_at=timezone.now() - timedelta(hours=1))
     assert dryrun.dryrun_reap_stale() == 1
     stale.refresh_from_db()
     assert stale.state == "incomplete" and "without a plan" in stale.error
@@ -227,7 +227,7 @@ def test_dry_run_button(dry_env, cr, requester, viewer, client_for, django_captu
     assert logged_in(viewer).post(f"/jobs/change/{cr.pk}/dry-run/").status_code == 403
     with django_capture_on_commit_callbacks(execute=True):
         response = logged_in(requester).post(f"/jobs/change/{cr.pk}/dry-run/")
-    job = DryRunJob.objects.get()
+    job = Job.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
     page = client_for(requester).get(response["Location"]).content.decode()
     assert 'data-state="succeeded"' in page and "systemctl reload nginx" in page

@@ -47,7 +47,7 @@ def fill_every_model(synced, requester, approver, staff):
     from changes.models import ApprovalPolicy, ChangeRequest, FreezePeriod, UnauthorizedCommit
     from cmdb import services
     from cmdb.models import WebhookDelivery
-    from deploys.models import DryRunJob, JobLogLine, MachinePlan
+    from deploys.models import Job, JobLogLine, MachinePlan
     from tests.gitutil import on_branch
 
     on_branch(synced, "change/b", {"test/web-test1/nginx/files/etc/nginx/nginx.conf": "worker_processes 3;\n"})
@@ -68,7 +68,7 @@ def fill_every_model(synced, requester, approver, staff):
     FreezePeriod.objects.create(start=timezone.now(), end=timezone.now() + timedelta(days=1), reason="holidays")
     Token.objects.create(user=staff)
     WebhookDelivery.objects.create(key="id:abc")
-    job = DryRunJob.objects.create(change=change, revision="a" * 40, requested_by=requester, machines=["p/w"],
+    job = Job.objects.create(change=change, revision="a" * 40, requested_by=requester, machines=["p/w"],
                                    machines_total=1, machines_done=1, state="succeeded")
     MachinePlan.objects.create(job=job, machine_path="p/w", status="planned", items=[{"target": "/etc/x"}])
     JobLogLine.objects.create(job=job, message="Finished.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from deploys.models import DryRunJob
+from deploys.models import Job
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,7 @@ def test_the_way_back_never_leads_to_another_site(client, viewer):
 
 
 def test_a_state_conflict_is_409_and_an_htmx_request_gets_only_the_message(client, staff):
-    job = DryRunJob.objects.create(revision="a" * 40, requested_by=staff, state=DryRunJob.State.SUCCEEDED)
+    job = Job.objects.create(revision="a" * 40, requested_by=staff, state=Job.State.SUCCEEDED)
     client.force_login(staff)
     response = client.post(reverse("jobs:job_cancel", kwargs={"pk": job.pk}))
     assert response.status_code == 409 and b"Cannot cancel a dry run that is succeeded." in response.content
@@ -38,7 +38,7 @@ def test_a_state_conflict_is_409_and_an_htmx_request_gets_only_the_message(clien
 
 
 def test_the_api_answers_the_same_refusal_as_json(client, staff):
-    job = DryRunJob.objects.create(revision="a" * 40, requested_by=staff, state=DryRunJob.State.SUCCEEDED)
+    job = Job.objects.create(revision="a" * 40, requested_by=staff, state=Job.State.SUCCEEDED)
     client.force_login(staff)
     response = client.post(f"/api/jobs/{job.pk}/cancel/")
     assert response.status_code == 409
