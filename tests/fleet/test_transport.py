@@ -28,7 +28,7 @@ from fleet.transport import (
     stat_machines_parallel,
 )
 from fleet.transport import scripts as transport_module
-from tests.services import find_binary, free_port, start_sshd
+from tests.services import free_port
 
 SERVICES_REQUIRED = bool(os.environ.get("CMDB_TEST_SERVICES"))
 
@@ -171,16 +171,6 @@ def test_parallel_with_local_and_manual_machines(machine, tmp_path):
 
 
 # --- SSH -----------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    missing = [n for n in ("sshd", "ssh", "ssh-keygen") if find_binary(n) is None]
-    if missing and not SERVICES_REQUIRED:
-        pytest.skip(f"not installed: {', '.join(missing)} (run make system-packages)")
-    handle = start_sshd(tmp_path_factory.mktemp("sshd"))
-    yield handle
-    handle.stop()
-
-
 @pytest.fixture
 def remote(sshd) -> Path:
     """A tree on the 'machine' that the unprivileged ssh user can traverse (files owned by root)."""
