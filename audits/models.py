@@ -37,6 +37,7 @@ class AuditRun(models.Model):
         SCHEDULE = "schedule", "monthly schedule"
         MANUAL = "manual", "started from the portal"
         API = "api", "started through the API"
+        VERIFICATION = "verification", "verification of a release"
 
     ACTIVE_STATES = (State.QUEUED, State.RUNNING)
     FINISHED_STATES = (State.SUCCEEDED, State.INCOMPLETE, State.FAILED)

@@ -25,6 +25,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
+from audits import signals
 from audits.models import AuditRun, Finding, MachineResult, MachineStatus, ManualCheck, percent
 from audits.permissions import OPEN_CHANGE_DENIAL, can_acknowledge, can_check, can_open_change, can_start
 from changes import services as change_services
@@ -118,6 +119,26 @@ def audit_start(*, acting_user=None, scope: str = "", trigger: str = AuditRun.Tr
             + (f" (#{active.pk})." if active else ".")
         ) from None
     log.info("audit %s of %s queued (%d machines, main %s)", run.pk, run.scope_label, len(machines), sha[:10])
+    return run
+
+
+def audit_verification(*, machines: list[str], label: str, change=None) -> AuditRun:
+    """Queue the audit that verifies a release landed: ``machines`` only, against main now. Its end
+    is announced with :data:`audits.signals.audit_finished` (the release process listens)."""
+    repo = cmdb_services.get_repo()
+    sha = _main_head(repo)
+    wanted = sorted(set(machines))
+    try:
+        with transaction.atomic():
+            run = AuditRun.objects.create(scope=label[:1000], trigger=AuditRun.Trigger.VERIFICATION, main_sha=sha,
+                                          machines=wanted, machines_total=len(wanted))
+            run_id = run.pk
+            change_services.record_event(actor=None, change=change, action="audit-started", commit=sha,
+                                         message=f"Audit #{run_id}: {label} ({len(wanted)} machines)",
+                                         audit=run_id, scope=label, trigger=AuditRun.Trigger.VERIFICATION)
+            transaction.on_commit(lambda: _enqueue_dispatch(run_id))
+    except IntegrityError:
+        raise AuditConflict(f"{label} is already being audited.") from None
     return run
 
 
@@ -348,7 +369,9 @@ def _close(run: AuditRun, state: str, *, error: str = "") -> None:
         run.machines_missing = [m for m in run.machines if m not in done]
     run.save(update_fields=["state", "finished_at", "error", "summary", "machines_missing"])
     run_id = run.pk
-    transaction.on_commit(lambda: _tasks().audit_summary_mail.delay(run_id))
+    if run.trigger != AuditRun.Trigger.VERIFICATION:  # its result goes to the change request instead
+        transaction.on_commit(lambda: _tasks().audit_summary_mail.delay(run_id))
+    transaction.on_commit(lambda: signals.audit_finished.send(sender=AuditRun, run_id=run_id))
 
 
 def summarize(run: AuditRun) -> dict:

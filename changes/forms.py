@@ -156,6 +156,13 @@ class ActionCommentForm(MarkInvalid, forms.Form):
                                                             "placeholder": "Note (optional)"}))
 
 
+class VerifyForm(ActionCommentForm):
+    """Verify: without a passed verification, an explicit override whose note is the reason."""
+
+    override = forms.BooleanField(required=False, label="Override: verified otherwise (the note says how)",
+                                  widget=forms.CheckboxInput(attrs={"class": "form-check-input"}))
+
+
 class CommentForm(MarkInvalid, forms.Form):
     body = forms.CharField(label="Comment", widget=forms.Textarea(attrs={**TEXT, "rows": 3}),
                            error_messages={"required": "A comment cannot be empty."})

@@ -59,6 +59,9 @@ class ChangeRequest(models.Model):
     impact = models.JSONField(default=dict, blank=True)
     merged_sha = models.CharField(max_length=40, blank=True)
     released_from = models.CharField(max_length=40, blank=True, help_text="main before the release (a deploy's base)")
+    # Did the release land? {"state": pending|passed|failed, "audit": id, "findings": [...], "manual": [...]},
+    # written by the verification audit after a deploy (or after the release when nothing is deployed).
+    verification = models.JSONField(default=dict, blank=True)
     # Emergency changes may be implemented before approval; they stay flagged until approved.
     approved_after_the_fact = models.BooleanField(default=False)
     implemented_without_approval = models.BooleanField(default=False)

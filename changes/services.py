@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from changes import impact as impacts
-from changes import permissions, queries
+from changes import permissions, queries, signals
 from changes.models import (
     Approval,
     Baseline,
@@ -427,11 +427,9 @@ def change_implement(*, change: ChangeRequest, acting_user) -> ChangeRequest:
             _event(change, acting_user, "emergency-unapproved",
                    "Emergency change released before approval: flagged until approved.", commit=new_main)
         cmdb_services.sync_request(trigger=f"release {change.reference}", acting_user=acting_user)
+        change_id = change.pk
+        transaction.on_commit(lambda: signals.change_released.send(sender=ChangeRequest, change_id=change_id))
     return change
-
-
-def change_verify(*, change: ChangeRequest, acting_user, comment: str = "") -> ChangeRequest:
-    return _simple(change, acting_user, "verify", State.VERIFIED, "verified", comment)
 
 
 def change_close(*, change: ChangeRequest, acting_user, comment: str = "") -> ChangeRequest:

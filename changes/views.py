@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from changes import diffs, permissions, queries, services
+from changes import diffs, permissions, queries, services, verification
 from changes.forms import (
     ActionCommentForm,
     BaselineForm,
@@ -33,6 +33,7 @@ from changes.forms import (
     ResolveUnauthorizedForm,
     ScheduleForm,
     UnauthorizedFilterForm,
+    VerifyForm,
     VoteForm,
 )
 from changes.models import Baseline, ChangeRequest, FreezePeriod, ImpactedCI, UnauthorizedCommit
@@ -53,7 +54,7 @@ ACTION_FORMS = {
     "approve": VoteForm,
     "reject": RejectForm,
     "schedule": ScheduleForm,
-    "verify": ActionCommentForm,
+    "verify": VerifyForm,
     "close": ActionCommentForm,
     "withdraw": ActionCommentForm,
 }
@@ -282,7 +283,7 @@ def _action_forms(change: ChangeRequest, bound: dict | None = None) -> dict:
         # The head_sha field is rendered from the change itself: the head this page shows.
         "review": VoteForm(auto_id="review_%s"),
         "schedule": ScheduleForm(initial=window, auto_id="schedule_%s"),
-        "verify": ActionCommentForm(auto_id="verify_%s"),
+        "verify": VerifyForm(auto_id="verify_%s"),
         "close": ActionCommentForm(auto_id="close_%s"),
         "withdraw": ActionCommentForm(auto_id="withdraw_%s"),
         "comment": CommentForm(auto_id="comment_%s"),
@@ -367,6 +368,9 @@ def change_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         elif action == "schedule":
             change = services.change_schedule(change=change, acting_user=user, planned_start=data["planned_start"],
                                               planned_end=data["planned_end"])
+        elif action == "verify":
+            change = verification.change_verify(change=change, acting_user=user, comment=data["comment"],
+                                            override=data["override"])
         elif action == "implement":
             change = services.change_implement(change=change, acting_user=user)
         else:

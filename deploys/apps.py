@@ -3,4 +3,12 @@ from django.apps import AppConfig
 
 class DeploysConfig(AppConfig):
     name = "deploys"
-    verbose_name = "Release (dry runs)"
+    verbose_name = "Release (dry runs, deploys, verification)"
+
+    def ready(self) -> None:
+        from audits.signals import audit_finished
+        from changes.signals import change_released
+        from deploys import verification
+
+        audit_finished.connect(verification.on_audit_finished, dispatch_uid="deploys.verification")
+        change_released.connect(verification.on_change_released, dispatch_uid="deploys.release_verification")

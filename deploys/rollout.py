@@ -302,6 +302,8 @@ def _halt_if_needed(job_id: int) -> bool:
         job.save(update_fields=["state", "finished_at", "error", "machines_missing"])
         _log(job_id, job.error + " " + ", ".join(job.machines_missing[:50]), "error")
         _event(job.change, None, f"{job.kind}-halted", job.error, job=job_id, untouched=job.machines_missing)
+        if job.kind == Job.Kind.DEPLOY and job.change is not None:
+            transaction.on_commit(lambda: _verify_after(job_id))
     return True
 
 
@@ -317,5 +319,18 @@ def _finish(job_id: int) -> None:
         job.error = f"{failed} machine(s) failed." if failed else ""
         job.save(update_fields=["state", "finished_at", "error"])
         _log(job_id, f"Finished: {counts}.")
+        if job.kind == Job.Kind.DEPLOY and job.change is not None:
+            transaction.on_commit(lambda: _verify_after(job_id))
         _event(job.change, None, f"{job.kind}-finished", f"{job.get_kind_display().capitalize()} {job_id} {job.state}: "
                + ", ".join(f"{n} {s}" for s, n in counts.items()), job=job_id, state=job.state, counts=counts)
+
+
+def _verify_after(job_id: int) -> None:
+    """A deploy ended: verify every machine of its plan (untouched ones of a halted rollout fail)."""
+    from deploys import verification
+
+    job = Job.objects.select_related("change").get(pk=job_id)
+    assert job.change is not None
+    machines = [m for m, status in job.plans.values_list("machine_path", "status") if status != Status.ERROR]
+    machines += job.machines_missing
+    verification.verification_start(change=job.change, machines=sorted(set(machines)), why=f"deploy {job_id}")

@@ -139,6 +139,10 @@ class ChangeDetailSerializer(ChangeSummarySerializer):
     base_sha = serializers.CharField(allow_blank=True, help_text="Merge base of the branch with main.")
     branch_missing = serializers.BooleanField(help_text="The branch is gone from origin.")
     merged_sha = serializers.CharField(allow_blank=True, help_text="The commit of main that released the change.")
+    released_from = serializers.CharField(allow_blank=True, help_text="main before the release.")
+    verification = serializers.DictField(help_text='Did the release land? {"state": "pending" | "passed" | '
+                                                   '"failed", "audit": id, "findings": [...], "manual": [...]}; '
+                                                   "{} before the release")
     impact = ImpactSerializer()
     approvals = ApprovalSerializer(many=True, help_text="Every vote, dismissed ones included, oldest first.")
     timeline = EventSerializer(many=True, help_text="The change's record, oldest first.")
@@ -293,6 +297,11 @@ class NoteSerializer(serializers.Serializer):
     """Verify, close, withdraw: an optional note for the record."""
 
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class VerifySerializer(NoteSerializer):
+    override = serializers.BooleanField(default=False, help_text="Verify without a passed verification; "
+                                                                 "the comment is the reason (recorded)")
 
 
 class CommentInputSerializer(serializers.Serializer):

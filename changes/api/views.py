@@ -22,7 +22,7 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from changes import diffs, permissions, queries, services
+from changes import diffs, permissions, queries, services, verification
 from changes.api import serializers as s
 from changes.models import (
     Approval,
@@ -162,6 +162,7 @@ def _detail(request, change: ChangeRequest) -> dict:
         "rollback_plan": change.rollback_plan,
         "watchers": sorted(u.get_username() for u in change.watchers.all()),
         "base_sha": change.base_sha, "branch_missing": change.branch_missing, "merged_sha": change.merged_sha,
+        "released_from": change.released_from, "verification": change.verification,
         "impact": _impact(request, change),
         "approvals": [_approval(v) for v in change.approvals.all()],
         "timeline": [_event(e) for e in change.events.all()],
@@ -369,11 +370,12 @@ class ChangeRequestViewSet(viewsets.GenericViewSet):
     def implement(self, request, pk=None):
         return self._transition("implement", None, services.change_implement)
 
-    @extend_schema(summary="Verify", description="The released change works.", request=s.NoteSerializer,
+    @extend_schema(summary="Verify", description="The released change works: needs a passed verification, "
+                   "or override=true with the reason as comment.", request=s.VerifySerializer,
                    responses=CHANGE_RESPONSES)
     @action(detail=True, methods=["post"])
     def verify(self, request, pk=None):
-        return self._transition("verify", s.NoteSerializer, services.change_verify)
+        return self._transition("verify", s.VerifySerializer, verification.change_verify)
 
     @extend_schema(summary="Close", description="From verified, rejected or withdrawn.", request=s.NoteSerializer,
                    responses=CHANGE_RESPONSES)

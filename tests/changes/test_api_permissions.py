@@ -55,7 +55,7 @@ MATRIX = [
     ("POST", CR + "reject/", {"comment": "no"}, "submitted", VOTE),
     ("POST", CR + "schedule/", WINDOW, "approved", OWNER_OR_APPROVER),
     ("POST", CR + "implement/", None, "approved", expect(403, 403, 200, 200)),
-    ("POST", CR + "verify/", None, "implemented", OWNER_OR_APPROVER),
+    ("POST", CR + "verify/", {"override": True, "comment": "checked by hand"}, "implemented", OWNER_OR_APPROVER),
     ("POST", CR + "close/", None, "verified", OWNER_OR_APPROVER),
     ("POST", CR + "withdraw/", None, "draft", OWNER),
     ("GET", CR + "comments/", None, "draft", READ),

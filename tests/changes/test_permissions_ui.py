@@ -115,7 +115,7 @@ ACTIONS = {
     "reject": (State.SUBMITTED, lambda: {"comment": "not like this"}, VOTERS, "vote-reject"),
     "schedule": (State.APPROVED, _window, ANY_BUT_VIEWER, "scheduled"),
     "implement": (State.APPROVED, dict, VOTERS, "merged"),
-    "verify": (State.IMPLEMENTED, lambda: {"comment": "checked"}, ANY_BUT_VIEWER, "verified"),
+    "verify": (State.IMPLEMENTED, lambda: {"comment": "checked", "override": "on"}, ANY_BUT_VIEWER, "verified"),
     "close": (State.VERIFIED, dict, ANY_BUT_VIEWER, "closed"),
     "withdraw": (State.DRAFT, dict, OWNER_OR_STAFF, "withdrawn"),
 }

@@ -350,7 +350,8 @@ def test_the_whole_workflow_through_the_forms_writes_the_record_and_releases_to_
         (rick, "submit", {}, ["submitted"]),
         (alice, "approve", {"comment": "ok", "head_sha": change.head_sha}, ["vote-approve", "approved"]),
         (rick, "schedule", {"planned_start": local(start), "planned_end": local(end)}, ["scheduled"]),
-        (sam, "implement", {}, ["merged"]),
+        # not deployed by the portal: the release is verified by an audit at once (machines by hand here)
+        (sam, "implement", {}, ["merged", "audit-started", "verification-passed"]),
         (rick, "verify", {"comment": "nginx reloaded"}, ["verified"]),
         (alice, "close", {}, ["closed"]),
     ]

@@ -9,7 +9,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from changes import diffs, queries, services
+from changes import diffs, queries, services, verification
 from changes.models import (
     AppendOnlyError,
     Approval,
@@ -183,7 +183,7 @@ def test_branch_deleted_from_origin_is_flagged_and_blocks_submission(synced, tes
 def test_illegal_transitions_are_refused(test_branch, make_change, requester, staff):
     change = make_change(test_branch)
     with pytest.raises(services.IllegalTransition, match="draft"):
-        services.change_verify(change=change, acting_user=requester)
+        verification.change_verify(change=change, acting_user=requester)
     with pytest.raises(services.IllegalTransition):
         services.change_implement(change=change, acting_user=staff)
 
@@ -280,10 +280,15 @@ def test_emergency_change_can_be_released_before_approval_and_stays_flagged(sync
 def test_verify_and_close_after_release(synced, test_branch, make_change, requester, approver, staff):
     change = approve_fully(services.change_submit(change=make_change(test_branch), acting_user=requester), approver)
     change = services.change_implement(change=change, acting_user=staff)
-    change = services.change_verify(change=change, acting_user=requester, comment="nginx reloaded fine")
+    with pytest.raises(services.ChangeConflict, match="verification is not started"):
+        verification.change_verify(change=change, acting_user=requester, comment="nginx reloaded fine")
+    with pytest.raises(services.ChangeError, match="reason"):
+        verification.change_verify(change=change, acting_user=requester, override=True)
+    change = verification.change_verify(change=change, acting_user=requester, comment="nginx reloaded fine",
+                                        override=True)
     change = services.change_close(change=change, acting_user=requester)
     assert change.state == State.CLOSED
-    assert actions(change)[-2:] == ["verified", "closed"]
+    assert actions(change)[-3:] == ["verification-overridden", "verified", "closed"]
 
 
 # --- scheduling and conflicts -----------------------------------------------------------------------

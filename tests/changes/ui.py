@@ -10,7 +10,7 @@ from django.middleware.csrf import CSRF_ALLOWED_CHARS
 from django.urls import reverse
 from django.utils.crypto import get_random_string
 
-from changes import services
+from changes import services, verification
 from changes.models import ChangeEvent, ChangeRequest
 
 _ACTION_ATTR = re.compile(r'data-action="([a-z_]+)"')
@@ -64,7 +64,8 @@ def in_state(change: ChangeRequest, state: str, *, approver=None, staff=None) ->
     change = services.change_implement(change=change, acting_user=staff)
     if state == State.IMPLEMENTED:
         return change
-    change = services.change_verify(change=change, acting_user=change.requester)
+    change = verification.change_verify(change=change, acting_user=change.requester, override=True,
+                                    comment="checked by hand (no verification audit here)")
     if state == State.VERIFIED:
         return change
     return services.change_close(change=change, acting_user=change.requester)

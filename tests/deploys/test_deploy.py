@@ -26,9 +26,9 @@ def released(dry_env, make_change, requester, approver, settings, tmp_path, djan
     return cr
 
 
-def plan(cr, user, capture) -> Job:
+def plan(cr, user, capture, **kwargs) -> Job:
     with capture(execute=True):
-        job = dryruns.dryrun_start(acting_user=user, change=cr)
+        job = dryruns.dryrun_start(acting_user=user, change=cr, **kwargs)
     job.refresh_from_db()
     assert job.state == "succeeded" and job.revision == cr.merged_sha and job.baseline_sha == cr.released_from
     return job
@@ -186,3 +186,34 @@ def test_the_api_starts_a_deploy_and_answers_refusals(released, approver, viewer
     assert (body["kind"], body["state"], body["confirm_conflicts"]) == ("deploy", "succeeded", True)
     web1 = next(p for p in body["plans"] if p["machine_path"] == "prod/web1")
     assert web1["status"] == "applied" and web1["reload_results"][0]["ran"] is False
+
+
+def test_a_deploy_is_verified_by_an_audit_and_a_kept_conflict_fails_it(
+        released, approver, requester, django_capture_on_commit_callbacks):
+    from changes import verification
+    from changes.services import ChangeConflict
+
+    plan(released, approver, django_capture_on_commit_callbacks)
+    job = deploy(released, approver, django_capture_on_commit_callbacks)
+    released.refresh_from_db()
+    result = released.verification
+    assert result["state"] == "failed" and result["audit"]
+    assert "prod/web1:/etc/nginx/nginx.conf: content" in result["findings"]  # the kept hand edit
+    assert "prod/web1:/etc/app/app.conf: mode" not in result["findings"]  # drift the change does not touch
+    assert result["manual"] == ["prod/db1"]
+    assert ChangeEvent.objects.filter(change=released, action="verification-failed").exists()
+    with pytest.raises(ChangeConflict, match="verification is failed"):
+        verification.change_verify(change=released, acting_user=requester)
+    assert job.state == "succeeded"
+
+
+def test_a_confirmed_deploy_passes_its_verification_and_the_change_can_be_verified(
+        released, approver, requester, django_capture_on_commit_callbacks):
+    from changes import verification
+
+    # ssh1 cannot be reached here: a plan without it (with it, the verification fails: not checked)
+    plan(released, approver, django_capture_on_commit_callbacks, machines=["prod/web1", "prod/db1"])
+    deploy(released, approver, django_capture_on_commit_callbacks, confirm_conflicts=True)
+    released.refresh_from_db()
+    assert released.verification["state"] == "passed", released.verification
+    assert verification.change_verify(change=released, acting_user=requester).state == "verified"

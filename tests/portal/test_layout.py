@@ -16,8 +16,9 @@ ALLOWED = {
     "cmdb": {"fleet", "portal.errors", "portal.api", "portal.listing", "portal.roles", "portal.tasks", "portal.env",
              "portal.throttling"},
     "changes": {"cmdb", "fleet", "portal.errors", "portal.api", "portal.listing", "portal.roles", "portal.tasks"},
-    "deploys": {"cmdb", "fleet", "changes.models", "changes.services", "portal.errors", "portal.api",
-                "portal.listing", "portal.roles", "portal.tasks"},
+    "deploys": {"cmdb", "fleet", "changes.models", "changes.services", "changes.signals", "changes.verification", "audits.models",
+                "audits.services", "audits.signals", "portal.errors", "portal.api", "portal.listing", "portal.roles",
+                "portal.tasks"},
     "audits": {"cmdb", "fleet", "changes.models", "changes.services", "changes.queries", "portal.errors",
                "portal.api", "portal.listing", "portal.roles", "portal.tasks"},
 }

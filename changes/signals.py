@@ -1,0 +1,6 @@
+"""Signals other apps listen to: change control announces a release without importing the apps above it."""
+
+from django.dispatch import Signal
+
+# Sent after a change request was released to main and the transaction committed. kwargs: change_id.
+change_released = Signal()
