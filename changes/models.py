@@ -106,7 +106,8 @@ class ChangeRequest(models.Model):
 
 
 class ImpactedCI(models.Model):
-    """One CI a change touches, directly or through a ``_common`` folder it depends on (for filtering)."""
+    """One CI a change touches: directly, through a file its manifest sources, or through a ``_common``
+    folder it depends on; ``deploy`` is false when what reaches it is documentation (for filtering)."""
 
     class Reason(models.TextChoices):
         DIRECT = "direct"
