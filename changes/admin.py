@@ -76,7 +76,7 @@ class ReadOnlyInline(admin.TabularInline):
 
 class ImpactedInline(ReadOnlyInline):
     model = ImpactedCI
-    fields = ("path", "kind", "environment", "machine", "reason", "via")
+    fields = ("path", "kind", "environment", "machine", "reason", "via", "deploy")
 
 
 class ApprovalInline(ReadOnlyInline):

@@ -98,14 +98,24 @@ class ChangeRequest(models.Model):
         return sorted({ci["environment"] for ci in self.impact.get("cis", []) if ci.get("environment")})
 
     def machines(self) -> list[str]:
-        return sorted({ci["machine_path"] for ci in self.impact.get("cis", []) if ci.get("machine_path")})
+        """The machines the change needs a deploy on (what its dry run looks at): documentation is
+        reviewed, never deployed. Impacts stored before the flag existed count as deploys."""
+        return sorted({ci["machine_path"] for ci in self.impact.get("cis", [])
+                       if ci.get("machine_path") and ci.get("deploy", True)})
+
+    @property
+    def documentation_only(self) -> bool:
+        """Every changed file is documentation (README, pictures, Markdown): no machine needs a deploy."""
+        return bool(self.impact.get("documentation_only"))
 
 
 class ImpactedCI(models.Model):
-    """One CI a change touches, directly or through a ``_common`` folder it depends on (for filtering)."""
+    """One CI a change touches: directly, through a file its manifest sources, or through a ``_common``
+    folder it depends on; ``deploy`` is false when what reaches it is documentation (for filtering)."""
 
     class Reason(models.TextChoices):
         DIRECT = "direct"
+        SOURCE = "source", "its manifest sources a changed file"
         COMMON = "common", "depends on a changed _common folder"
         REDEPLOY = "redeploy", "re-deploy what the repository declares"
 
@@ -115,7 +125,9 @@ class ImpactedCI(models.Model):
     environment = models.CharField(max_length=255, db_index=True)
     machine = models.CharField(max_length=1000, blank=True, db_index=True)
     reason = models.CharField(max_length=10, choices=Reason.choices)
-    via = models.CharField(max_length=1000, blank=True, help_text="The _common folder, for dependent CIs")
+    via = models.CharField(max_length=1000, blank=True,
+                           help_text="The _common folder (common) or the changed file (source), for dependent CIs")
+    deploy = models.BooleanField(default=True, help_text="Needs a deploy (false: documentation, shown for review)")
 
     class Meta:
         ordering = ["path"]

@@ -221,7 +221,8 @@ def _store_impact(change: ChangeRequest, state: BranchState, impact: dict) -> No
     ImpactedCI.objects.filter(change=change).delete()
     ImpactedCI.objects.bulk_create(
         ImpactedCI(change=change, path=c["path"], kind=c["kind"], environment=c["environment"],
-                   machine=c["machine_path"], reason=c["reason"], via=c["via"])
+                   machine=c["machine_path"], reason=c["reason"], via=c["via"][:1000],
+                   deploy=c.get("deploy", True))
         for c in impact["cis"]
     )
 

@@ -108,6 +108,8 @@ def dryrun_start(*, acting_user, change: ChangeRequest | None = None, revision: 
         if bad:
             raise BadRevision(f"Not a machine path (environment/machine): {bad[0]!r}.")
     elif change is not None:
+        if change.documentation_only:
+            raise DeployConflict(f"{change.reference} is documentation only: no machine needs a deploy or a dry run.")
         wanted = change.machines()
     else:
         try:

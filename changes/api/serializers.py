@@ -63,6 +63,7 @@ class ImpactFileSerializer(serializers.Serializer):
     path = serializers.CharField()
     status = serializers.CharField(help_text="Git status letter: A, M, D, R, T…")
     ci = serializers.CharField(allow_null=True, help_text="Path of the CI the file belongs to (null: tooling).")
+    documentation = serializers.BooleanField(help_text="README, picture or other Markdown that no manifest sources.")
 
 
 class ImpactCISerializer(serializers.Serializer):
@@ -72,16 +73,26 @@ class ImpactCISerializer(serializers.Serializer):
     machine_path = serializers.CharField(allow_blank=True)
     reason = serializers.ChoiceField(
         choices=ImpactedCI.Reason.values,
-        help_text="direct: a file of the CI changed; common: it depends on a changed _common folder (via); "
+        help_text="direct: a file of the CI changed; source: its manifest sources a changed file (via); "
+                  "common: it depends on a changed _common folder (via); "
                   "redeploy: the change asks to re-deploy what the repository declares.",
     )
-    via = serializers.CharField(allow_blank=True)
+    via = serializers.CharField(allow_blank=True, help_text="The changed file (source) or _common folder (common).")
+    deploy = serializers.BooleanField(
+        help_text="The CI needs a deploy; false: what changed for it is documentation, shown for review only."
+    )
     url = serializers.URLField(help_text="The portal page of the CI.")
 
 
 class ImpactSerializer(serializers.Serializer):
     files = ImpactFileSerializer(many=True)
     cis = ImpactCISerializer(many=True)
+    documentation_only = serializers.BooleanField(
+        help_text="Every changed file is documentation: no machine needs a deploy or a dry run."
+    )
+    machines = serializers.ListField(
+        child=serializers.CharField(), help_text="The machines that need a deploy (what a dry run looks at)."
+    )
 
 
 class ApprovalSerializer(serializers.Serializer):

@@ -133,14 +133,16 @@ def _approval(vote: Approval) -> dict:
 
 
 def _impact(request, change: ChangeRequest) -> dict:
-    files = [{"path": f["path"], "status": f["status"], "ci": f.get("ci")} for f in change.impact.get("files", [])]
+    files = [{"path": f["path"], "status": f["status"], "ci": f.get("ci"), "documentation": f.get("documentation", False)}
+             for f in change.impact.get("files", [])]
     cis = [
         {"path": c["path"], "kind": c["kind"], "environment": c.get("environment", ""),
          "machine_path": c.get("machine_path", ""), "reason": c["reason"], "via": c.get("via", ""),
-         "url": _abs(request, cmdb_services.portal_url("page", c["path"]))}
+         "deploy": c.get("deploy", True), "url": _abs(request, cmdb_services.portal_url("page", c["path"]))}
         for c in change.impact.get("cis", [])
     ]
-    return {"files": files, "cis": cis}
+    return {"files": files, "cis": cis, "documentation_only": change.documentation_only,
+            "machines": change.machines()}
 
 
 def _conflicts(change: ChangeRequest) -> dict:

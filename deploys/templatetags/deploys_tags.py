@@ -16,7 +16,11 @@ register = template.Library()
 
 @register.simple_tag(takes_context=True)
 def can_dry_run(context, change=None) -> bool:
+    """Whether to offer the dry-run button: never for a change made only of documentation (no
+    machine needs a deploy, so a dry run would only show drift the change has nothing to do with)."""
     request = context.get("request")
+    if change is not None and change.documentation_only:
+        return False
     return bool(request is not None and permissions.can_dry_run(request.user, change))
 
 

@@ -311,12 +311,14 @@ def test_detail_has_impact_conflicts_flags_and_the_callers_actions(branch_repo, 
 
     body = token_client(requester).get(f"/api/changes/{first.pk}/").json()
 
-    assert body["impact"]["files"] == [{"path": TEST_NGINX, "status": "M", "ci": "test/web-test1/nginx"}]
+    assert body["impact"]["files"] == [{"path": TEST_NGINX, "status": "M", "ci": "test/web-test1/nginx",
+                                        "documentation": False}]
     assert body["impact"]["cis"] == [{
         "path": "test/web-test1/nginx", "kind": "application", "environment": "test",
-        "machine_path": "test/web-test1", "reason": "direct", "via": "",
+        "machine_path": "test/web-test1", "reason": "direct", "via": "", "deploy": True,
         "url": "http://testserver/ci/test/web-test1/nginx/",
     }]
+    assert (body["impact"]["documentation_only"], body["impact"]["machines"]) == (False, ["test/web-test1"])
     assert body["environments"] == ["test"]
     assert body["conflicts"]["same_ci"] == [second.pk]
     assert body["conflicts"]["overlapping_windows"] == [second.pk]

@@ -234,10 +234,16 @@ def test_impact_table_links_each_ci_and_says_why(tls_branch, make_change, viewer
         url = reverse("cmdb:ci_detail", kwargs={"path": path}) + f"?rev={change.head_sha}"
         assert f'href="{url}"' in table, path
     rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]
-    reasons = {re.search(r'">([^<]+)</a>', r).group(1): " ".join(re.sub(r"<[^>]+>", " ", r.split('data-label="Reason">')[1]).split())
-               for r in rows}
-    assert reasons == {"production/_common": "direct", "production/db1": "common via production/_common",
-                       "production/web1": "common via production/_common", "production/web1/nginx": "direct"}
+
+    def cell(row: str, label: str) -> str:
+        return " ".join(re.sub(r"<[^>]+>", " ", row.split(f'data-label="{label}">')[1].split("</td>")[0]).split())
+
+    reasons = {re.search(r'">([^<]+)</a>', r).group(1): (cell(r, "Reason"), cell(r, "Deploy")) for r in rows}
+    # the branch changes nginx.conf (deployed) and a README of production/_common (reviewed only)
+    assert reasons == {"production/_common": ("direct", "review only"),
+                       "production/db1": ("common via production/_common", "review only"),
+                       "production/web1": ("common via production/_common", "review only"),
+                       "production/web1/nginx": ("direct", "deploy")}
 
 
 def test_diff_is_grouped_by_ci_and_highlighted(tls_branch, make_change, viewer, client_for):
