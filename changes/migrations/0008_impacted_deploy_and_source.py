@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('changes', '0005_move_dry_runs_to_deploys'),
+        ('changes', '0007_verification'),
     ]
 
     operations = [
