@@ -139,6 +139,9 @@ class ChangeDetailSerializer(ChangeSummarySerializer):
     base_sha = serializers.CharField(allow_blank=True, help_text="Merge base of the branch with main.")
     branch_missing = serializers.BooleanField(help_text="The branch is gone from origin.")
     merged_sha = serializers.CharField(allow_blank=True, help_text="The commit of main that released the change.")
+    reverts = serializers.IntegerField(allow_null=True, help_text="Id of the change request whose release this one reverts.")
+    reverted_by = serializers.ListField(child=serializers.IntegerField(),
+                                        help_text="Ids of the change requests reverting this one's release, oldest first.")
     impact = ImpactSerializer()
     approvals = ApprovalSerializer(many=True, help_text="Every vote, dismissed ones included, oldest first.")
     timeline = EventSerializer(many=True, help_text="The change's record, oldest first.")
@@ -293,6 +296,15 @@ class NoteSerializer(serializers.Serializer):
     """Verify, close, withdraw: an optional note for the record."""
 
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class RevertSerializer(serializers.Serializer):
+    """Open a change request reverting a release."""
+
+    type = serializers.ChoiceField(choices=[ChangeRequest.Type.NORMAL, ChangeRequest.Type.EMERGENCY],
+                                   default=ChangeRequest.Type.NORMAL,
+                                   help_text="emergency may be released before approval, and needs a reason.")
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
 
 class CommentInputSerializer(serializers.Serializer):
