@@ -279,12 +279,19 @@ def test_the_button_opens_the_revert_and_both_pages_link_each_other(released, re
     assert "opened a change request reverting this release" in page  # the record entry
 
 
-def test_the_button_is_not_shown_to_viewers_and_their_post_is_403(released, viewer, client_for):
+@pytest.mark.parametrize(("role", "status"), [("viewer", 403), ("requester", 302), ("approver", 302), ("staff", 302)])
+def test_the_button_per_role(released, all_roles, client_for, role, status):
     change = released(later=False)
-    client = client_for(viewer)
-    assert "revert" not in buttons(client.get(change.get_absolute_url()))
+    client = client_for(all_roles[role])
+    assert ("revert" in buttons(client.get(change.get_absolute_url()))) is (status == 302)
+
     response = post(client, action_url(change, "revert"), {"type": "normal"})
-    assert response.status_code == 403 and not change.reverted_by.exists()
+
+    assert response.status_code == status
+    assert change.reverted_by.count() == (status == 302)
+    assert ("revert-opened" in actions(change)) is (status == 302)
+    if status == 403:
+        assert "alert-danger" in response.content.decode()  # the page says why
 
 
 def test_a_refused_revert_shows_the_conflict_on_the_page(released, synced, requester, client_for):
