@@ -149,6 +149,20 @@ def test_a_conflicting_later_change_is_refused_with_its_paths_and_leaves_nothing
     assert "revert-opened" not in actions(change)
 
 
+def test_a_failure_after_the_push_deletes_the_branch_again(released, synced, requester, monkeypatch):
+    change = released(later=False)
+
+    def broken(**kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(services, "record_event", broken)  # the last step: after the push and the new CR
+    with pytest.raises(RuntimeError):
+        reverts.change_revert(change=change, acting_user=requester)
+
+    assert not any(b.startswith("revert/") for b in origin_branches(synced))
+    assert ChangeRequest.objects.count() == 1 and "revert-opened" not in actions(change)
+
+
 # ====================================================================================================
 # Refusals
 # ====================================================================================================
