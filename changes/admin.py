@@ -105,7 +105,7 @@ class ChangeRequestAdmin(StaffAdmin):
     date_hierarchy = "created_at"
     fields = (
         "title", "state", "type", "risk", "requester", "branch", "head_sha", "base_sha", "merged_sha", "branch_missing",
-        "required_approvals", "planned_start", "planned_end", "implemented_without_approval",
+        "reverts", "required_approvals", "planned_start", "planned_end", "implemented_without_approval",
         "approved_after_the_fact", "created_at", "updated_at", "description", "rollback_plan", "watchers",
     )
     readonly_fields = tuple(f for f in fields if f != "watchers")

@@ -115,6 +115,18 @@ class ChangeEditForm(ChangeFieldsForm):
         return cls(data, initial=initial)
 
 
+class RevertForm(MarkInvalid, forms.Form):
+    """Open a change request undoing a release (``changes.reverts``)."""
+
+    type = forms.ChoiceField(
+        choices=[(t, ChangeRequest.Type(t).label) for t in (ChangeRequest.Type.NORMAL, ChangeRequest.Type.EMERGENCY)],
+        initial=ChangeRequest.Type.NORMAL, widget=forms.Select(attrs={**SELECT, "class": "form-select form-select-sm"}),
+        label="Revert as", help_text="An emergency revert may be released before approval; it needs a reason.",
+    )
+    reason = forms.CharField(required=False, max_length=2000, label="Reason",
+                             widget=forms.Textarea(attrs={**TEXT, "rows": 2, "class": "form-control form-control-sm"}))
+
+
 class ScheduleForm(MarkInvalid, WindowMixin, forms.Form):
     require_window = True
 

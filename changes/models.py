@@ -65,6 +65,8 @@ class ChangeRequest(models.Model):
     # Emergency changes may be implemented before approval; they stay flagged until approved.
     approved_after_the_fact = models.BooleanField(default=False)
     implemented_without_approval = models.BooleanField(default=False)
+    # A rollback: this change's branch undoes the release of ``reverts`` (see changes.reverts).
+    reverts = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="reverted_by")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

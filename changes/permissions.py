@@ -29,6 +29,7 @@ RULES = {
     "close": lambda user, change: _owner_or_staff(user, change) or is_approver(user),
     "comment": lambda user, change: is_requester(user) or is_approver(user),
     "dry_run": lambda user, change: is_requester(user) or is_approver(user),
+    "revert": lambda user, change: is_requester(user),
 }
 
 MESSAGES = {
@@ -36,6 +37,7 @@ MESSAGES = {
     "reject": "Only approvers other than the requester may reject a change request.",
     "implement": "Only approvers and staff may release a change to main.",
     "create": "Only requesters, approvers and staff may open change requests.",
+    "revert": "Only requesters, approvers and staff may open a change request reverting a release.",
     "comment": "Viewers cannot comment; ask for the requesters group.",
 }
 

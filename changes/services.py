@@ -78,6 +78,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "verify": (State.IMPLEMENTED,),
     "close": (State.VERIFIED, State.REJECTED, State.WITHDRAWN),
     "withdraw": (State.DRAFT, State.SUBMITTED, State.APPROVED, State.SCHEDULED, State.REJECTED),
+    "revert": ChangeRequest.AFTER_THE_FACT_STATES,  # opens a new CR undoing the release: changes.reverts
 }
 EMERGENCY_IMPLEMENT_FROM = (State.DRAFT, State.SUBMITTED, State.APPROVED, State.SCHEDULED)
 AFTER_THE_FACT_STATES = ChangeRequest.AFTER_THE_FACT_STATES

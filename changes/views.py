@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from changes import diffs, permissions, queries, services, verification
+from changes import diffs, permissions, queries, reverts, services, verification
 from changes.forms import (
     ActionCommentForm,
     BaselineForm,
@@ -31,6 +31,7 @@ from changes.forms import (
     CompareForm,
     RejectForm,
     ResolveUnauthorizedForm,
+    RevertForm,
     ScheduleForm,
     UnauthorizedFilterForm,
     VerifyForm,
@@ -49,7 +50,7 @@ UNAUTHORIZED_PER_PAGE = 50
 State = ChangeRequest.State
 
 # The state-changing actions, in the order their buttons appear.
-ACTIONS = ("submit", "approve", "reject", "schedule", "implement", "verify", "close", "withdraw")
+ACTIONS = ("submit", "approve", "reject", "schedule", "implement", "verify", "close", "withdraw", "revert")
 ACTION_FORMS = {
     "approve": VoteForm,
     "reject": RejectForm,
@@ -57,6 +58,7 @@ ACTION_FORMS = {
     "verify": VerifyForm,
     "close": ActionCommentForm,
     "withdraw": ActionCommentForm,
+    "revert": RevertForm,
 }
 DONE = {
     "submit": "{ref} was submitted for approval.",
@@ -67,6 +69,7 @@ DONE = {
     "verify": "{ref} was verified.",
     "close": "{ref} was closed.",
     "withdraw": "{ref} was withdrawn.",
+    "revert": "{ref} was opened as a draft to revert the release: review it, then submit it.",
 }
 
 
@@ -93,7 +96,7 @@ def _form_error(form) -> str:
 
 
 def _change(pk: int) -> ChangeRequest:
-    return get_object_or_404(ChangeRequest.objects.select_related("requester"), pk=pk)
+    return get_object_or_404(ChangeRequest.objects.select_related("requester", "reverts"), pk=pk)
 
 
 # ====================================================================================================
@@ -286,6 +289,7 @@ def _action_forms(change: ChangeRequest, bound: dict | None = None) -> dict:
         "verify": VerifyForm(auto_id="verify_%s"),
         "close": ActionCommentForm(auto_id="close_%s"),
         "withdraw": ActionCommentForm(auto_id="withdraw_%s"),
+        "revert": RevertForm(auto_id="revert_%s"),
         "comment": CommentForm(auto_id="comment_%s"),
     }
     for action, form in (bound or {}).items():
@@ -307,6 +311,8 @@ def _detail_context(request: HttpRequest, change: ChangeRequest, *, bound: dict 
         for ci in change.impacted.all()
     ]
     files = change.impact.get("files", [])
+    # Only a released change has reverts: the others spare the query.
+    reverted_by = list(change.reverted_by.order_by("pk")) if change.state in reverts.REVERTIBLE else []
     return {
         "change": change,
         "actions": actions,
@@ -326,6 +332,8 @@ def _detail_context(request: HttpRequest, change: ChangeRequest, *, bound: dict 
         "live_approvals": services.live_approvals(change),
         "my_vote": my_vote,
         "dismissed_votes": sum(1 for a in approvals if not a.is_live),
+        "reverted_by": reverted_by,
+        "pending_revert": next((r for r in reverted_by if r.state in reverts.PENDING), None),
         "events": list(change.events.select_related("actor")),
         "comments": list(change.comments.select_related("author")),
         "conflicts": queries.conflicts_for(change),
@@ -373,6 +381,8 @@ def change_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
                                             override=data["override"])
         elif action == "implement":
             change = services.change_implement(change=change, acting_user=user)
+        elif action == "revert":
+            change = reverts.change_revert(change=change, acting_user=user, type=data["type"], reason=data["reason"])
         else:
             change = getattr(services, f"change_{action}")(change=change, acting_user=user, comment=data["comment"])
     except services.ChangeError as exc:

@@ -105,8 +105,24 @@ class FileDiff:
     is_binary: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Revert:
+    """A commit undoing one release: ``head`` is where the release took main, ``base`` main before it."""
+
+    sha: str
+    head: str
+    base: str
+    paths: tuple[str, ...]  # the files it changes, compared with the commit it was made on
+
+
 def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+
+
+def _author_env(author: tuple[str, str]) -> dict[str, str]:
+    name, email = author
+    return {**_base_env(), "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": name,
+            "GIT_COMMITTER_EMAIL": email}
 
 
 def _decode(raw: bytes) -> str:
@@ -180,15 +196,8 @@ class ConfigRepo:
     def fetch(self, branch: str) -> str:
         """Fetch every branch and tag from origin (pruning, forced) and return origin's ``branch`` sha."""
         try:
-            self._repo.git.fetch(
-                "--prune",
-                "--force",
-                "--no-tags",
-                "origin",
-                "+refs/heads/*:refs/remotes/origin/*",
-                "+refs/tags/*:refs/tags/*",
-                kill_after_timeout=self.timeout,
-            )
+            self._repo.git.fetch("--prune", "--force", "--no-tags", "origin", "+refs/heads/*:refs/remotes/origin/*",
+                                 "+refs/tags/*:refs/tags/*", kill_after_timeout=self.timeout)
         except GitCommandError as exc:
             detail = _decode(exc.stderr.encode() if isinstance(exc.stderr, str) else exc.stderr or b"").strip()
             raise RepositoryUnavailable(f"Cannot fetch from origin: {detail or exc}") from exc
@@ -261,26 +270,48 @@ class ConfigRepo:
         """
         if self.is_ancestor(target, source):
             return source, True
-        cmd = ["git", "-C", str(self.path), "merge-tree", "--write-tree", "--name-only", "--no-messages", target, source]
+        return self._three_way(target, source, parents=(target, source), message=message, author=author,
+                               conflict="The branch conflicts with main in: "), False
+
+    def revert(self, onto: str, release: Sequence[str], *, message: str, author: tuple[str, str]) -> Revert:
+        """A commit on ``onto`` undoing one release (``release``: every commit it brought to main, a
+        fast-forward's or a merge commit and its branch's), without a work tree. MergeConflict (naming
+        the paths) when ``onto`` changed the same lines since; GitError when the release is not in it."""
+        inside = set(release)
+        lines = self._run("rev-list", "--no-walk", "--parents", *inside).decode().splitlines() if inside else []
+        # Main before the release: the parent outside it that every other such one (a fork point) precedes.
+        heads = self._run("merge-base", "--independent", *inside).decode().split() if inside else []
+        outside = {p for line in lines for p in line.split()[1:]} - inside
+        bases = self._run("merge-base", "--independent", *outside).decode().split() if outside else []
+        if len(heads) != 1 or len(bases) != 1 or not self.is_ancestor(heads[0], onto):
+            raise GitError("These commits are not one release on top of main.")
+        # A throwaway commit on the release's head with main's tree from before it: merged into ``onto``
+        # (their merge base is that head) it brings exactly the inverse of the release.
+        undo = self._commit_tree(f"{bases[0]}^{{tree}}", (heads[0],), message, author)
+        sha = self._three_way(onto, undo, parents=(onto,), message=message, author=author,
+                              conflict="Main changed since the release in: ")
+        return Revert(sha, heads[0], bases[0], tuple(p.path for p in self.changed_paths(onto, sha)))
+
+    def _three_way(self, ours: str, theirs: str, *, parents: Sequence[str], message: str, author: tuple[str, str],
+                   conflict: str) -> str:
+        """``merge-tree --write-tree`` of two commits, committed with ``parents``; MergeConflict."""
+        cmd = ["git", "-C", str(self.path), "merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs]
         result = subprocess.run(cmd, capture_output=True, timeout=self.timeout, check=False)
         lines = _decode(result.stdout).splitlines()
         if result.returncode == 1:
-            raise MergeConflict("The branch conflicts with main in: " + ", ".join(lines[1:]), lines[1:])
+            raise MergeConflict(conflict + ", ".join(lines[1:]), lines[1:])
         if result.returncode != 0 or not lines:
             raise GitError(f"git merge-tree failed: {_decode(result.stderr).strip()}")
-        tree = lines[0].strip()
-        env = {
-            "GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1],
-            "GIT_COMMITTER_NAME": author[0], "GIT_COMMITTER_EMAIL": author[1],
-        }
+        return self._commit_tree(lines[0].strip(), parents, message, author)
+
+    def _commit_tree(self, tree: str, parents: Sequence[str], message: str, author: tuple[str, str]) -> str:
         out = subprocess.run(
-            ["git", "-C", str(self.path), "commit-tree", tree, "-p", target, "-p", source, "-F", "-"],
-            input=message.encode(), capture_output=True, timeout=self.timeout, check=False,
-            env={**_base_env(), **env},
+            ["git", "-C", str(self.path), "commit-tree", tree, *(a for p in parents for a in ("-p", p)), "-F", "-"],
+            input=message.encode(), capture_output=True, timeout=self.timeout, check=False, env=_author_env(author),
         )
         if out.returncode != 0:
             raise GitError(f"git commit-tree failed: {_decode(out.stderr).strip()}")
-        return out.stdout.decode().strip(), False
+        return out.stdout.decode().strip()
 
     def push(self, sha: str, branch: str, *, expect: str) -> None:
         """Move origin's ``branch`` to ``sha`` only if it is still at ``expect`` (no lost updates)."""
@@ -306,11 +337,7 @@ class ConfigRepo:
         mode "100644"/"100755")) written; no work tree, no branch moved. ``files`` may be empty (a
         commit that only records intent). Returns the new commit's sha."""
         parent = self.resolve(parent)
-        env = {
-            **_base_env(),
-            "GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1],
-            "GIT_COMMITTER_NAME": author[0], "GIT_COMMITTER_EMAIL": author[1],
-        }
+        env = _author_env(author)
         with tempfile.TemporaryDirectory(prefix="cmdb-index-") as tmp:
             env["GIT_INDEX_FILE"] = str(Path(tmp) / "index")
 
@@ -439,13 +466,8 @@ class ConfigRepo:
         wanted = list(dict.fromkeys(shas))
         if not wanted:
             return
-        proc = subprocess.Popen(
-            ["git", "-C", str(self.path), "cat-file", "--batch"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            bufsize=1 << 20,
-        )
+        proc = subprocess.Popen(["git", "-C", str(self.path), "cat-file", "--batch"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=1 << 20)
         assert proc.stdin is not None and proc.stdout is not None
         stdin, stdout = proc.stdin, proc.stdout
 
@@ -502,14 +524,8 @@ class ConfigRepo:
             if len(fields) < 6:
                 continue
             sha, parents, name, email, ts, summary = fields[:6]
-            info = CommitInfo(
-                sha=sha,
-                author_name=name,
-                author_email=email,
-                committed_at=datetime.fromtimestamp(int(ts), tz=UTC),
-                summary=summary,
-                parents=tuple(parents.split()),
-            )
+            info = CommitInfo(sha=sha, author_name=name, author_email=email, summary=summary,
+                              committed_at=datetime.fromtimestamp(int(ts), tz=UTC), parents=tuple(parents.split()))
             if not with_names:
                 yield info, []
                 continue

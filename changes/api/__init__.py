@@ -5,7 +5,8 @@ under ``/api/``.
 
 - ``/api/changes/``: list (filters), create from a branch, detail, PATCH (edit), and the actions
   ``submit``, ``approve``, ``reject``, ``schedule``, ``implement``, ``verify``, ``close``,
-  ``withdraw``, ``comments`` (GET, POST) and ``diff`` (secrets masked without ``cmdb.view_secret``);
+  ``withdraw``, ``revert`` (opens the change request undoing a release), ``comments`` (GET, POST) and
+  ``diff`` (secrets masked without ``cmdb.view_secret``);
 - ``/api/baselines/``: list, tag (staff);
 - ``/api/unauthorized-commits/``: list, detail, ``acknowledge`` and ``link`` (staff);
 - ``/api/events/``: the append-only record, read-only.

@@ -154,6 +154,9 @@ class ChangeDetailSerializer(ChangeSummarySerializer):
     verification = serializers.DictField(help_text='Did the release land? {"state": "pending" | "passed" | '
                                                    '"failed", "audit": id, "findings": [...], "manual": [...]}; '
                                                    "{} before the release")
+    reverts = serializers.IntegerField(allow_null=True, help_text="Id of the change request whose release this one reverts.")
+    reverted_by = serializers.ListField(child=serializers.IntegerField(),
+                                        help_text="Ids of the change requests reverting this one's release, oldest first.")
     impact = ImpactSerializer()
     approvals = ApprovalSerializer(many=True, help_text="Every vote, dismissed ones included, oldest first.")
     timeline = EventSerializer(many=True, help_text="The change's record, oldest first.")
@@ -313,6 +316,15 @@ class NoteSerializer(serializers.Serializer):
 class VerifySerializer(NoteSerializer):
     override = serializers.BooleanField(default=False, help_text="Verify without a passed verification; "
                                                                  "the comment is the reason (recorded)")
+
+
+class RevertSerializer(serializers.Serializer):
+    """Open a change request reverting a release."""
+
+    type = serializers.ChoiceField(choices=[ChangeRequest.Type.NORMAL, ChangeRequest.Type.EMERGENCY],
+                                   default=ChangeRequest.Type.NORMAL,
+                                   help_text="emergency may be released before approval, and needs a reason.")
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
 
 class CommentInputSerializer(serializers.Serializer):

@@ -22,7 +22,7 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from changes import diffs, permissions, queries, services, verification
+from changes import diffs, permissions, queries, reverts, services, verification
 from changes.api import serializers as s
 from changes.models import (
     Approval,
@@ -165,6 +165,9 @@ def _detail(request, change: ChangeRequest) -> dict:
         "watchers": sorted(u.get_username() for u in change.watchers.all()),
         "base_sha": change.base_sha, "branch_missing": change.branch_missing, "merged_sha": change.merged_sha,
         "released_from": change.released_from, "verification": change.verification,
+        # Only a released change has reverts: the others spare the query.
+        "reverts": change.reverts_id, "reverted_by": list(change.reverted_by.order_by("pk").values_list("pk", flat=True))
+        if change.state in reverts.REVERTIBLE else [],
         "impact": _impact(request, change),
         "approvals": [_approval(v) for v in change.approvals.all()],
         "timeline": [_event(e) for e in change.events.all()],
@@ -390,6 +393,23 @@ class ChangeRequestViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def withdraw(self, request, pk=None):
         return self._transition("withdraw", s.NoteSerializer, services.change_withdraw)
+
+    @extend_schema(
+        summary="Revert the release (open a change request)",
+        description="Requesters, approvers and staff, on an implemented, verified or closed change: a new draft "
+                    "change request whose branch undoes the release on top of main (201, its detail). 409 when the "
+                    "change is not released, a revert of it is pending, its release is no longer on main, or main "
+                    "changed the same lines since (the paths named); nothing is left behind.",
+        request=s.RevertSerializer, responses={201: s.ChangeDetailSerializer, **_errors(400, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def revert(self, request, pk=None):
+        change = self.get_object()
+        _precheck("revert", change, request.user)
+        data = _validated(s.RevertSerializer, request)
+        revert = reverts.change_revert(change=change, acting_user=request.user, **data)
+        location = _abs(request, reverse("change-detail", kwargs={"pk": revert.pk}))
+        return Response(self._body(revert.pk), status=status.HTTP_201_CREATED, headers={"Location": location})
 
     @extend_schema(methods=["GET"], summary="Comments", description="Oldest first.",
                    responses={200: s.CommentSerializer(many=True), **_errors(404)})

@@ -63,6 +63,7 @@ EVENTS = {
     "branch-missing": ("Branch gone from origin", "bi-exclamation-triangle", "text-warning"),
     "unauthorized-linked": ("linked an unauthorized commit", "bi-link-45deg", "text-warning"),
     "unauthorized-acknowledged": ("acknowledged an unauthorized commit", "bi-check2-square", "text-warning"),
+    "revert-opened": ("opened a change request reverting this release", "bi-arrow-return-left", "text-warning"),
 }
 
 

@@ -97,7 +97,7 @@ def test_full_workflow_requester_approvers_and_staff_release_to_origin_main(
     assert verification["state"] == "passed" and verification["manual"]
     assert post(rick, url + "verify/", {"comment": "Reloaded fine"}).json()["state"] == "verified"
     body = post(rick, url + "close/").json()
-    assert body["state"] == "closed" and body["actions"] == ["comment"]
+    assert body["state"] == "closed" and body["actions"] == ["revert", "comment"]
     assert timeline(body) == ["created", "submitted", "vote-approve", "vote-approve", "approved", "merged",
                               "audit-started", "verification-passed", "verified", "closed"]
     merged = next(e for e in body["timeline"] if e["action"] == "merged")

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from changes import impact as impacts
 from changes.models import ChangeRequest, ImpactedCI
-from deploys.models import DryRunJob
+from deploys.models import Job
 from tests.changes.apiutil import token_client
 from tests.gitutil import WorkRepo, on_branch
 
@@ -192,7 +192,7 @@ def test_the_api_says_per_ci_why_and_whether_it_needs_a_deploy_and_refuses_a_dry
     response = client.post(f"/api/changes/{docs.pk}/dry-run/", {}, content_type="application/json")
     assert response.status_code == 409
     assert DOC_ONLY in response.json()["detail"]
-    assert not DryRunJob.objects.exists()
+    assert not Job.objects.exists()
 
 
 def test_a_documentation_only_page_costs_no_more_queries_than_any_other(synced, make_change, tls_branch, viewer,

@@ -257,15 +257,15 @@ BUTTONS = {
     },
     State.IMPLEMENTED: {
         "viewer": NONE,
-        "requester": {"verify", "comment"},
-        "approver": {"verify", "comment"},
-        "staff": {"verify", "comment"},
+        "requester": {"verify", "revert", "comment"},
+        "approver": {"verify", "revert", "comment"},
+        "staff": {"verify", "revert", "comment"},
     },
     State.VERIFIED: {
         "viewer": NONE,
-        "requester": {"close", "comment"},
-        "approver": {"close", "comment"},
-        "staff": {"close", "comment"},
+        "requester": {"close", "revert", "comment"},
+        "approver": {"close", "revert", "comment"},
+        "staff": {"close", "revert", "comment"},
     },
     State.REJECTED: {
         "viewer": NONE,
@@ -273,7 +273,8 @@ BUTTONS = {
         "approver": {"close", "comment"},
         "staff": {"edit", "submit", "withdraw", "close", "comment"},
     },
-    State.CLOSED: {"viewer": NONE, "requester": {"comment"}, "approver": {"comment"}, "staff": {"comment"}},
+    State.CLOSED: {"viewer": NONE, "requester": {"revert", "comment"}, "approver": {"revert", "comment"},
+                   "staff": {"revert", "comment"}},
 }
 
 
@@ -285,7 +286,8 @@ def test_each_role_sees_only_the_buttons_it_may_use(state, test_branch, make_cha
         assert response.status_code == 200
         assert buttons(response) == expected, f"{role} on a {state} change"
         html = response.content.decode()
-        for action in ("submit", "approve", "reject", "schedule", "implement", "verify", "close", "withdraw"):
+        for action in ("submit", "approve", "reject", "schedule", "implement", "verify", "close", "withdraw",
+                       "revert"):
             assert (action_url(change, action) in html) is (action in expected), f"{role}: {action} on {state}"
 
 

@@ -378,7 +378,7 @@ def test_the_whole_workflow_through_the_forms_writes_the_record_and_releases_to_
     assert actors["merged"] == "sam_staff" and actors["verified"] == "rick_requester"
     assert ChangeEvent.objects.get(change=change, action="verified").message == "nginx reloaded"
     page = html(client_for(requester).get(change.get_absolute_url()))
-    assert "state-badge state-closed" in page and buttons(client_for(requester).get(change.get_absolute_url())) == {"comment"}
+    assert "state-badge state-closed" in page and buttons(client_for(requester).get(change.get_absolute_url())) == {"revert", "comment"}
 
 
 def test_reject_needs_a_reason_and_nothing_is_stored_without_one(test_branch, make_change, requester, approver, client_for):
