@@ -6,7 +6,7 @@ name outside ``views.ACTIONS`` is a 404.
 
 from django.urls import path, re_path
 
-from changes import views
+from changes import views, window_views
 from cmdb import converters  # noqa: F401 (registers the id converter)
 from cmdb.converters import ID_REGEX
 
@@ -25,4 +25,7 @@ urlpatterns = [
     path("unauthorized/", views.unauthorized_list, name="unauthorized_list"),
     path("unauthorized/<id:pk>/resolve/", views.unauthorized_resolve, name="unauthorized_resolve"),
     path("freezes/", views.freeze_list, name="freeze_list"),
+    path("windows/", window_views.window_list, name="window_list"),
+    path("windows/new/", window_views.window_create, name="window_create"),
+    path("windows/<id:pk>/delete/", window_views.window_delete, name="window_delete"),
 ]

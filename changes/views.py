@@ -29,6 +29,7 @@ from changes.forms import (
     ChangeFilterForm,
     CommentForm,
     CompareForm,
+    ImplementForm,
     RejectForm,
     ResolveUnauthorizedForm,
     ScheduleForm,
@@ -53,6 +54,7 @@ ACTION_FORMS = {
     "approve": VoteForm,
     "reject": RejectForm,
     "schedule": ScheduleForm,
+    "implement": ImplementForm,
     "verify": ActionCommentForm,
     "close": ActionCommentForm,
     "withdraw": ActionCommentForm,
@@ -282,6 +284,7 @@ def _action_forms(change: ChangeRequest, bound: dict | None = None) -> dict:
         # The head_sha field is rendered from the change itself: the head this page shows.
         "review": VoteForm(auto_id="review_%s"),
         "schedule": ScheduleForm(initial=window, auto_id="schedule_%s"),
+        "implement": ImplementForm(auto_id="implement_%s"),
         "verify": ActionCommentForm(auto_id="verify_%s"),
         "close": ActionCommentForm(auto_id="close_%s"),
         "withdraw": ActionCommentForm(auto_id="withdraw_%s"),
@@ -328,6 +331,8 @@ def _detail_context(request: HttpRequest, change: ChangeRequest, *, bound: dict 
         "events": list(change.events.select_related("actor")),
         "comments": list(change.comments.select_related("author")),
         "conflicts": queries.conflicts_for(change),
+        # Asked only of those who may release now: the button says what the release would break.
+        "release_problem": change.release_window_problem() if "implement" in actions else None,
         "origin_head": origin_head,
         "head_moved": bool(origin_head and change.head_sha and origin_head != change.head_sha),
         "now": timezone.now(),
@@ -368,7 +373,7 @@ def change_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             change = services.change_schedule(change=change, acting_user=user, planned_start=data["planned_start"],
                                               planned_end=data["planned_end"])
         elif action == "implement":
-            change = services.change_implement(change=change, acting_user=user)
+            change = services.change_implement(change=change, acting_user=user, reason=data["reason"])
         else:
             change = getattr(services, f"change_{action}")(change=change, acting_user=user, comment=data["comment"])
     except services.ChangeError as exc:

@@ -8,6 +8,7 @@ under ``/api/``.
   ``withdraw``, ``comments`` (GET, POST) and ``diff`` (secrets masked without ``cmdb.view_secret``);
 - ``/api/baselines/``: list, tag (staff);
 - ``/api/unauthorized-commits/``: list, detail, ``acknowledge`` and ``link`` (staff);
+- ``/api/change-windows/``: standing change windows, list and detail; add and remove (staff);
 - ``/api/events/``: the append-only record, read-only.
 """
 
@@ -19,6 +20,7 @@ from changes.api.views import (
     ChangeRequestViewSet,
     UnauthorizedCommitViewSet,
 )
+from changes.api.windows import ChangeWindowViewSet
 
 
 def register(router) -> list:
@@ -26,5 +28,6 @@ def register(router) -> list:
     router.register("changes", ChangeRequestViewSet, basename="change")
     router.register("baselines", BaselineViewSet, basename="baseline")
     router.register("unauthorized-commits", UnauthorizedCommitViewSet, basename="unauthorized-commit")
+    router.register("change-windows", ChangeWindowViewSet, basename="change-window")
     router.register("events", ChangeEventViewSet, basename="event")
     return []
