@@ -23,8 +23,8 @@ class ChangeWindowSerializer(serializers.Serializer):
     environment = serializers.CharField()
     weekdays = serializers.ListField(child=serializers.IntegerField(), help_text="0 = Monday … 6 = Sunday.")
     days = serializers.CharField(help_text='e.g. "Tue, Thu".')
-    start = serializers.TimeField(format="%H:%M", help_text="In the portal's time zone.")
-    end = serializers.TimeField(format="%H:%M", help_text="In the portal's time zone.")
+    start = serializers.CharField(help_text='"07:00": hours and minutes in the portal\'s time zone.')
+    end = serializers.CharField(help_text='"09:00": hours and minutes in the portal\'s time zone.')
     time_zone = serializers.CharField(help_text="The portal's time zone (TIME_ZONE).")
     note = serializers.CharField(allow_blank=True)
     open_now = serializers.BooleanField()
@@ -37,8 +37,8 @@ class ChangeWindowInputSerializer(serializers.Serializer):
         help_text="Days of the week, 0 = Monday … 6 = Sunday.",
         error_messages={"empty": "Choose at least one day of the week."},
     )
-    start = serializers.TimeField(help_text='"07:00", in the portal\'s time zone.')
-    end = serializers.TimeField(help_text='"09:00", after the start, the same day.')
+    start = serializers.TimeField(input_formats=["%H:%M"], help_text='"07:00", in the portal\'s time zone.')
+    end = serializers.TimeField(input_formats=["%H:%M"], help_text='"09:00", after the start, the same day.')
     note = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
     def validate(self, attrs):
@@ -50,7 +50,7 @@ class ChangeWindowInputSerializer(serializers.Serializer):
 def _window(window: ChangeWindow, now) -> dict:
     return {
         "id": window.pk, "environment": window.environment, "weekdays": window.weekdays, "days": window.days(),
-        "start": window.start, "end": window.end, "time_zone": timezone.get_default_timezone_name(),
+        "start": f"{window.start:%H:%M}", "end": f"{window.end:%H:%M}", "time_zone": timezone.get_default_timezone_name(),
         "note": window.note, "open_now": window.contains(now),
     }
 
