@@ -1,8 +1,9 @@
 """Admin of change control.
 
 Change requests are handled in the portal (every step must be recorded): here they are read-only
-but for their watchers. Staff manage approval policies and freeze periods here. The record
-(ChangeEvent) is strictly read-only, for superusers too.
+but for their watchers. Staff manage approval policies and freeze periods here; standing change
+windows are shown here and written on their page (/changes/windows/), which records each write. The
+record (ChangeEvent) is strictly read-only, for superusers too.
 """
 
 from django.contrib import admin
@@ -13,6 +14,7 @@ from changes.models import (
     Baseline,
     ChangeEvent,
     ChangeRequest,
+    ChangeWindow,
     Comment,
     FreezePeriod,
     ImpactedCI,
@@ -134,6 +136,13 @@ class FreezePeriodAdmin(StaffManagedAdmin):
     list_filter = ("environment",)
     search_fields = ("reason", "environment")
     date_hierarchy = "start"
+
+
+@admin.register(ChangeWindow)
+class ChangeWindowAdmin(ReadOnlyAdmin):
+    list_display = ("environment", "days", "start", "end", "note")
+    list_filter = ("environment",)
+    search_fields = ("environment", "note")
 
 
 @admin.register(Baseline)

@@ -8,7 +8,7 @@ from typing import cast
 from django import forms
 from django.contrib.auth import get_user_model
 
-from changes.models import ChangeRequest, UnauthorizedCommit
+from changes.models import WEEKDAYS, ChangeRequest, UnauthorizedCommit
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 CR_REF_RE = re.compile(r"^(?:CR-?)?(\d+)$", re.I)
@@ -160,6 +160,34 @@ class RejectForm(VoteForm):
         return value
 
 
+class ImplementForm(MarkInvalid, forms.Form):
+    """Release: an emergency released outside its window or in a freeze says why (the service checks)."""
+
+    reason = forms.CharField(required=False, max_length=2000, label="Why it cannot wait",
+                             widget=forms.Textarea(attrs={**TEXT, "rows": 2}))
+
+
+class WindowForm(MarkInvalid, forms.Form):
+    """A standing change window of an environment (staff)."""
+
+    environment = forms.CharField(max_length=255, widget=forms.TextInput(
+        attrs={**TEXT, "list": "window-environments", "autocomplete": "off", "placeholder": "production"}))
+    weekdays = forms.TypedMultipleChoiceField(
+        choices=list(enumerate(WEEKDAYS)), coerce=int, label="Days",
+        widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}),
+        error_messages={"required": "Choose at least one day of the week."},
+    )
+    start = forms.TimeField(widget=forms.TimeInput(attrs={**TEXT, "type": "time"}, format="%H:%M"))
+    end = forms.TimeField(widget=forms.TimeInput(attrs={**TEXT, "type": "time"}, format="%H:%M"))
+    note = forms.CharField(required=False, max_length=200, widget=forms.TextInput(attrs=TEXT))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("start") and data.get("end") and data["end"] <= data["start"]:
+            self.add_error("end", "A window must end after it starts, the same day.")
+        return data
+
+
 class ActionCommentForm(MarkInvalid, forms.Form):
     """Verify, close, withdraw: an optional note for the record."""
 
@@ -300,3 +328,12 @@ class ChangeFilterForm(forms.Form):
         field = self.SORTS[sort.lstrip("-")]
         desc = sort.startswith("-")
         return [("-" if desc else "") + field, "-pk"]
+
+
+def form_error(form) -> str:
+    """The first error of a form, as one sentence for the alert above the page."""
+    for name, errors in form.errors.items():
+        label = form.fields[name].label if name in form.fields else ""
+        text = errors[0]
+        return f"{label or name.replace('_', ' ').capitalize()}: {text}" if name != "__all__" else text
+    return "The form is not valid."

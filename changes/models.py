@@ -6,11 +6,36 @@ Rules about one object live here as methods; workflows that touch several rows, 
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def portal_time(moment: datetime) -> datetime:
+    """``moment`` in the portal's time zone (``TIME_ZONE``), in which standing windows are written.
+
+    Not the viewer's: a window "Tue 07:00–09:00" is one set of hours for everyone."""
+    return timezone.localtime(moment, timezone.get_default_timezone())
+
+
+def when(moment: datetime) -> str:
+    """"Tue 2 Dec 07:00 Europe/Paris": a moment as refusals name it."""
+    local = portal_time(moment)
+    return f"{WEEKDAYS[local.weekday()]} {local.day} {local:%b %H:%M} {timezone.get_default_timezone_name()}"
+
+
+def span(start: datetime, end: datetime) -> str:
+    """"Tue 2 Dec 07:00–09:00 Europe/Paris" (the end's day is named only when it differs)."""
+    first, last = portal_time(start), portal_time(end)
+    if first.date() == last.date():
+        return f"{when(start).rsplit(' ', 1)[0]}–{last:%H:%M} {timezone.get_default_timezone_name()}"
+    return f"{when(start).rsplit(' ', 1)[0]} – {when(end)}"
 
 
 class ChangeRequest(models.Model):
@@ -62,6 +87,8 @@ class ChangeRequest(models.Model):
     # Did the release land? {"state": pending|passed|failed, "audit": id, "findings": [...], "manual": [...]},
     # written by the verification audit after a deploy (or after the release when nothing is deployed).
     verification = models.JSONField(default=dict, blank=True)
+    # The reason an emergency change was released outside its window or inside a freeze (flagged for good).
+    released_outside_window = models.TextField(blank=True)
     # Emergency changes may be implemented before approval; they stay flagged until approved.
     approved_after_the_fact = models.BooleanField(default=False)
     implemented_without_approval = models.BooleanField(default=False)
@@ -109,6 +136,49 @@ class ChangeRequest(models.Model):
     def documentation_only(self) -> bool:
         """Every changed file is documentation (README, pictures, Markdown): no machine needs a deploy."""
         return bool(self.impact.get("documentation_only"))
+
+    def release_window_problem(self, at: datetime | None = None) -> str | None:
+        """Why releasing this change at ``at`` (default: now) breaks a freeze or a window, else None.
+
+        The one rule every release path asks (``changes.services.change_implement``, deploy jobs):
+        no freeze of its environments in force; inside its planned window when it has one; inside a
+        standing window of each of its environments that has some; and, without a planned window, at
+        least one standing window must vouch for the moment. Emergencies get the same answer: the
+        caller decides whether a reason overrides it. The answer reads after "it would be released".
+        """
+        at = at or timezone.now()
+        environments = self.environments()
+        freeze = FreezePeriod.of_environments(environments).filter(start__lte=at, end__gt=at).order_by("-end").first()
+        if freeze is not None:
+            return f"inside the freeze “{freeze.reason}” until {when(freeze.end)}"
+        if self.planned_start and self.planned_end and not self.planned_start <= at < self.planned_end:
+            return f"outside its planned window ({span(self.planned_start, self.planned_end)})"
+        standing = ChangeWindow.of_environments(environments)
+        for environment, windows in standing.items():
+            if not any(w.contains(at) for w in windows):
+                return f"outside the standing change windows of {environment} ({ChangeWindow.describe_all(windows)})"
+        if not (self.planned_start and self.planned_end) and not standing:
+            return "without a planned window, and no standing change window covers its environments"
+        return None
+
+    def schedule_window_problem(self, start: datetime, end: datetime) -> str | None:
+        """Why ``start``..``end`` cannot be this change's planned window, else None (emergencies: None).
+
+        Refused inside a freeze, and outside the standing windows of any impacted environment that
+        has some (one window must hold the whole planned window); environments without are free.
+        """
+        if self.type == self.Type.EMERGENCY:
+            return None
+        environments = self.environments()
+        freeze = FreezePeriod.of_environments(environments).filter(start__lt=end, end__gt=start).first()
+        if freeze is not None:
+            return (f"The window falls in the freeze “{freeze.reason}” ({freeze.start:%Y-%m-%d %H:%M} – "
+                    f"{freeze.end:%Y-%m-%d %H:%M}); only emergency changes may be scheduled then.")
+        for environment, windows in ChangeWindow.of_environments(environments).items():
+            if not any(w.covers(start, end) for w in windows):
+                return (f"The planned window ({span(start, end)}) is outside the standing change windows of "
+                        f"{environment} ({ChangeWindow.describe_all(windows)}).")
+        return None
 
 
 class ImpactedCI(models.Model):
@@ -221,6 +291,67 @@ class FreezePeriod(models.Model):
     def clean(self) -> None:
         if self.end <= self.start:
             raise ValidationError({"end": "A freeze must end after it starts."})
+
+    @classmethod
+    def of_environments(cls, environments: list[str]) -> models.QuerySet[FreezePeriod]:
+        """The freezes of these environments and those of every environment."""
+        return cls.objects.filter(models.Q(environment="") | models.Q(environment__in=environments))
+
+
+class ChangeWindow(models.Model):
+    """A standing change window: weekly hours in which an environment's changes may be released.
+
+    Hours are in the portal's time zone; a window ends the day it starts (split one that crosses
+    midnight in two). An environment without windows is unconstrained.
+    """
+
+    environment = models.CharField(max_length=255, db_index=True)
+    weekdays = models.JSONField(help_text="Days of the week, 0 = Monday … 6 = Sunday")
+    start = models.TimeField(help_text="In the portal's time zone")
+    end = models.TimeField(help_text="In the portal's time zone, after the start")
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["environment", "start", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.environment}: {self.describe()}"
+
+    def days(self) -> str:
+        return ", ".join(WEEKDAYS[day] for day in sorted(self.weekdays or []) if 0 <= day < 7)
+
+    def describe(self) -> str:
+        return f"{self.days()} {self.start:%H:%M}–{self.end:%H:%M}"
+
+    @staticmethod
+    def describe_all(windows: list[ChangeWindow]) -> str:
+        return f"{'; '.join(w.describe() for w in windows)} {timezone.get_default_timezone_name()}"
+
+    def clean(self) -> None:
+        days = self.weekdays
+        if not isinstance(days, list) or not days or any(type(d) is not int or not 0 <= d < 7 for d in days):
+            raise ValidationError({"weekdays": "Choose at least one day of the week."})
+        self.weekdays = sorted(set(days))
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValidationError({"end": "A window must end after it starts, the same day."})
+
+    def contains(self, moment: datetime) -> bool:
+        local = portal_time(moment)
+        return local.weekday() in self.weekdays and self.start <= local.time() < self.end
+
+    def covers(self, start: datetime, end: datetime) -> bool:
+        """Whether one occurrence of this window holds all of start..end."""
+        first, last = portal_time(start), portal_time(end)
+        return (first.date() == last.date() and first.weekday() in self.weekdays
+                and self.start <= first.time() and last.time() <= self.end)
+
+    @classmethod
+    def of_environments(cls, environments: list[str]) -> dict[str, list[ChangeWindow]]:
+        """The standing windows of these environments, by environment (only those that have some)."""
+        found: dict[str, list[ChangeWindow]] = {}
+        for window in cls.objects.filter(environment__in=environments):
+            found.setdefault(window.environment, []).append(window)
+        return found
 
 
 class Comment(models.Model):

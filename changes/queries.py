@@ -60,9 +60,7 @@ def live_approvals_annotation() -> Count:
 
 
 def freezes_overlapping(start: datetime, end: datetime, environments: list[str]):
-    return FreezePeriod.objects.filter(start__lt=end, end__gt=start).filter(
-        Q(environment="") | Q(environment__in=environments)
-    )
+    return FreezePeriod.of_environments(environments).filter(start__lt=end, end__gt=start)
 
 
 def conflicts_for(change: ChangeRequest) -> dict[str, list]:

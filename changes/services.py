@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from changes import impact as impacts
-from changes import permissions, queries, signals
+from changes import permissions, signals
 from changes.models import (
     Approval,
     Baseline,
@@ -370,12 +370,9 @@ def change_schedule(*, change: ChangeRequest, acting_user, planned_start: dateti
     with transaction.atomic():
         change = _locked(change)
         _check("schedule", change, acting_user)
-        if change.type != ChangeRequest.Type.EMERGENCY:
-            freeze = queries.freezes_overlapping(planned_start, planned_end, change.environments()).first()
-            if freeze is not None:
-                raise ChangeConflict(f"The window falls in the freeze “{freeze.reason}” "
-                                     f"({freeze.start:%Y-%m-%d %H:%M} – {freeze.end:%Y-%m-%d %H:%M}); "
-                                     "only emergency changes may be scheduled then.")
+        problem = change.schedule_window_problem(planned_start, planned_end)
+        if problem:
+            raise ChangeConflict(problem)
         change.planned_start, change.planned_end, change.state = planned_start, planned_end, State.SCHEDULED
         change.save()
         _event(change, acting_user, "scheduled", f"{planned_start.isoformat()} – {planned_end.isoformat()}",
@@ -383,15 +380,22 @@ def change_schedule(*, change: ChangeRequest, acting_user, planned_start: dateti
     return change
 
 
-def change_implement(*, change: ChangeRequest, acting_user) -> ChangeRequest:
+def change_implement(*, change: ChangeRequest, acting_user, reason: str = "") -> ChangeRequest:
     """Release the branch to main: fast-forward or merge commit, pushed to origin with a lease.
 
     The CR row stays locked from the state check to the push, so two requests make one merge; a
-    conflict, a moved branch or a refused push leaves main, the CR and the record untouched.
+    conflict, a moved branch or a refused push leaves main, the CR and the record untouched. Outside
+    its window or in a freeze (``ChangeRequest.release_window_problem``) only an emergency change
+    is released, with a ``reason``, and stays flagged.
     """
     with transaction.atomic():
         change = _locked(change)
         _check("implement", change, acting_user)
+        problem = change.release_window_problem()
+        if problem and change.type != ChangeRequest.Type.EMERGENCY:
+            raise ChangeConflict(f"{change.reference} cannot be released now: it would be released {problem}.")
+        if problem and not reason.strip():
+            raise ChangeError(f"{change.reference} would be released {problem}: say why the emergency cannot wait.")
         repo = fetch()
         try:
             state = _branch_state(repo, change.branch)
@@ -421,10 +425,14 @@ def change_implement(*, change: ChangeRequest, acting_user) -> ChangeRequest:
         UnauthorizedCommit.objects.filter(sha__in=released, status=UnauthorizedCommit.Status.OPEN).delete()
         change.state, change.merged_sha, change.released_from = State.IMPLEMENTED, new_main, state.main
         change.implemented_without_approval = emergency_unapproved
+        change.released_outside_window = reason.strip() if problem else ""
         change.save()
         how = "fast-forward" if fast_forward else "merge commit"
         _event(change, acting_user, "merged", f"Released to {settings.CMDB_BRANCH} ({how})", commit=new_main,
-               commits=released)
+               commits=released, outside_window=problem or "", reason=change.released_outside_window)
+        if problem:
+            _event(change, acting_user, "released-outside-window", change.released_outside_window,
+                   commit=new_main, problem=problem)
         if emergency_unapproved:
             _event(change, acting_user, "emergency-unapproved",
                    "Emergency change released before approval: flagged until approved.", commit=new_main)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -23,12 +22,11 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from changes import diffs, permissions, queries, reverts, services, verification
 from changes.forms import (
     ActionCommentForm,
-    BaselineForm,
     ChangeCreateForm,
     ChangeEditForm,
     ChangeFilterForm,
     CommentForm,
-    CompareForm,
+    ImplementForm,
     RejectForm,
     ResolveUnauthorizedForm,
     RevertForm,
@@ -36,14 +34,14 @@ from changes.forms import (
     UnauthorizedFilterForm,
     VerifyForm,
     VoteForm,
+    form_error,
 )
-from changes.models import Baseline, ChangeRequest, FreezePeriod, ImpactedCI, UnauthorizedCommit
+from changes.models import ChangeRequest, FreezePeriod, ImpactedCI, UnauthorizedCommit
 from cmdb import browse, layout
 from cmdb import services as cmdb_services
-from cmdb.gitrepo import GitError, UnknownRevision
+from cmdb.gitrepo import GitError
 from cmdb.markdown import render_markdown
 from cmdb.secrets import MASK
-from portal.listing import with_query
 
 CHANGES_PER_PAGE = 50
 UNAUTHORIZED_PER_PAGE = 50
@@ -55,6 +53,7 @@ ACTION_FORMS = {
     "approve": VoteForm,
     "reject": RejectForm,
     "schedule": ScheduleForm,
+    "implement": ImplementForm,
     "verify": VerifyForm,
     "close": ActionCommentForm,
     "withdraw": ActionCommentForm,
@@ -84,15 +83,6 @@ def _precheck(action: str, change: ChangeRequest, user) -> None:
         raise services.ChangeForbidden(permissions.denial(action))
     if action != "comment" and not services.allowed(action, change):
         raise services.IllegalTransition(f"Cannot {action} a change request that is {change.state}.")
-
-
-def _form_error(form) -> str:
-    """The first error of a form, as one sentence for the alert above the page."""
-    for name, errors in form.errors.items():
-        label = form.fields[name].label if name in form.fields else ""
-        text = errors[0]
-        return f"{label or name.replace('_', ' ').capitalize()}: {text}" if name != "__all__" else text
-    return "The form is not valid."
 
 
 def _change(pk: int) -> ChangeRequest:
@@ -197,7 +187,7 @@ def change_create(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"{change.reference} was opened as a draft: review the impact, then submit it.")
             return redirect(change)
     else:
-        error = _form_error(form)
+        error = form_error(form)
     form.set_branches(services.branch_names())
     return render(request, "changes/change_form.html", {"form": form, "creating": True, "error": error}, status=status)
 
@@ -222,7 +212,7 @@ def change_edit(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(request, f"{change.reference} was updated.")
             return redirect(change)
     else:
-        error = _form_error(form)
+        error = form_error(form)
     return render(request, "changes/change_form.html", {"form": form, "change": change, "error": error}, status=status)
 
 
@@ -286,6 +276,7 @@ def _action_forms(change: ChangeRequest, bound: dict | None = None) -> dict:
         # The head_sha field is rendered from the change itself: the head this page shows.
         "review": VoteForm(auto_id="review_%s"),
         "schedule": ScheduleForm(initial=window, auto_id="schedule_%s"),
+        "implement": ImplementForm(auto_id="implement_%s"),
         "verify": VerifyForm(auto_id="verify_%s"),
         "close": ActionCommentForm(auto_id="close_%s"),
         "withdraw": ActionCommentForm(auto_id="withdraw_%s"),
@@ -337,6 +328,8 @@ def _detail_context(request: HttpRequest, change: ChangeRequest, *, bound: dict 
         "events": list(change.events.select_related("actor")),
         "comments": list(change.comments.select_related("author")),
         "conflicts": queries.conflicts_for(change),
+        # Asked only of those who may release now: the button says what the release would break.
+        "release_problem": change.release_window_problem() if "implement" in actions else None,
         "origin_head": origin_head,
         "head_moved": bool(origin_head and change.head_sha and origin_head != change.head_sha),
         "now": timezone.now(),
@@ -363,7 +356,7 @@ def change_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     try:
         _precheck(action, change, user)
         if form is not None and not form.is_valid():
-            return _detail_response(request, change, bound=bound, error=_form_error(form), status=400)
+            return _detail_response(request, change, bound=bound, error=form_error(form), status=400)
         data = form.cleaned_data if form is not None else {}
         if action == "submit":
             change = services.change_submit(change=change, acting_user=user)
@@ -380,7 +373,7 @@ def change_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             change = verification.change_verify(change=change, acting_user=user, comment=data["comment"],
                                             override=data["override"])
         elif action == "implement":
-            change = services.change_implement(change=change, acting_user=user)
+            change = services.change_implement(change=change, acting_user=user, reason=data["reason"])
         elif action == "revert":
             change = reverts.change_revert(change=change, acting_user=user, type=data["type"], reason=data["reason"])
         else:
@@ -401,128 +394,12 @@ def change_comment(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         _precheck("comment", change, request.user)
         if not form.is_valid():
-            return _detail_response(request, change, bound={"comment": form}, error=_form_error(form), status=400)
+            return _detail_response(request, change, bound={"comment": form}, error=form_error(form), status=400)
         services.change_comment(change=change, acting_user=request.user, body=form.cleaned_data["body"])
     except services.ChangeError as exc:
         return _detail_response(request, change, bound={"comment": form}, error=str(exc), status=exc.status)
     messages.success(request, "Your comment was added.")
     return redirect(f"{change.get_absolute_url()}#comments")
-
-
-# ====================================================================================================
-# Baselines
-# ====================================================================================================
-
-
-@require_safe
-def baseline_list(request: HttpRequest) -> HttpResponse:
-    baselines = list(Baseline.objects.select_related("created_by"))
-    # Each row compares with the baseline before it (the list is newest first).
-    rows = [
-        {"b": b, "compare_url": with_query(reverse("changes:baseline_compare"), **{"from": older.name, "to": b.name})
-         if older else None}
-        for b, older in zip(baselines, [*baselines[1:], None], strict=False)
-    ]
-    names = [b.name for b in baselines]
-    return render(request, "changes/baseline_list.html", {
-        "rows": rows,
-        "names": names,
-        "compare_form": CompareForm(initial={"from_rev": names[1] if len(names) > 1 else "",
-                                             "to_rev": names[0] if names else ""}),
-        "branch": _main(),
-    })
-
-
-def _main() -> str:
-    return settings.CMDB_BRANCH
-
-
-@require_http_methods(["GET", "HEAD", "POST"])
-def baseline_create(request: HttpRequest) -> HttpResponse:
-    if not permissions.is_staff(request.user):
-        raise PermissionDenied("Only staff may tag baselines.")
-    if request.method != "POST":
-        return render(request, "changes/baseline_form.html", {"form": BaselineForm()})
-    form = BaselineForm(request.POST)
-    error, status = "", 400
-    if form.is_valid():
-        try:
-            baseline = services.baseline_create(acting_user=request.user, **form.cleaned_data)
-        except services.ChangeError as exc:
-            error, status = str(exc), exc.status
-        else:
-            messages.success(request, f"Baseline {baseline.name} tags {baseline.sha[:10]} and was pushed to origin.")
-            return redirect("changes:baseline_list")
-    else:
-        error = _form_error(form)
-    return render(request, "changes/baseline_form.html", {"form": form, "error": error}, status=status)
-
-
-@dataclass
-class ChangedCI:
-    path: str
-    kind: str
-    url: str
-    compare_url: str
-    files: list = field(default_factory=list)
-
-
-def _resolve_baseline(repo, value: str) -> tuple[str, str]:
-    """(sha, revision to carry in links) for a baseline name or any revision of the repository."""
-    baseline = Baseline.objects.filter(name=value).only("sha").first()
-    try:
-        sha = repo.resolve(value)
-    except UnknownRevision:
-        if baseline is None:
-            raise
-        return baseline.sha, baseline.sha  # the tag is not in the clone (yet): the recorded commit
-    return sha, value
-
-
-@require_safe
-def baseline_compare(request: HttpRequest) -> HttpResponse:
-    form = CompareForm(request.GET if ("from" in request.GET or "to" in request.GET) else None)
-    context: dict = {"compare_form": form, "names": list(Baseline.objects.values_list("name", flat=True)), "branch": _main(),
-                     "cis": None}
-    if not form.is_bound:
-        return render(request, "changes/baseline_compare.html", context)
-    if not form.is_valid():
-        context["error"] = "Give two baselines (or revisions) to compare."
-        return render(request, "changes/baseline_compare.html", context, status=400)
-    repo = cmdb_services.get_repo()
-    try:
-        from_sha, from_rev = _resolve_baseline(repo, form.cleaned_data["from_rev"])
-        to_sha, to_rev = _resolve_baseline(repo, form.cleaned_data["to_rev"])
-        changed = repo.changed_paths(from_sha, to_sha)
-    except UnknownRevision as exc:
-        context["error"] = str(exc)
-        return render(request, "changes/baseline_compare.html", context, status=404)
-    except GitError as exc:
-        context["error"] = f"The repository cannot be read: {exc}"
-        return render(request, "changes/baseline_compare.html", context, status=503)
-    cis: dict[str, ChangedCI] = {}
-    for path in changed:
-        owner = layout.owning_ci(path.path)
-        if owner is None:  # tooling folders (.github…) are not configuration items
-            continue
-        ci = cis.get(owner.path)
-        if ci is None:
-            ci = cis[owner.path] = ChangedCI(owner.path, owner.kind, "", "")
-        ci.files.append({"status": path.status, "path": path.path, "relative": layout.relative_to_ci(path.path, owner.path)})
-    for ci in cis.values():
-        # A CI whose every file was deleted is shown as it was at "from".
-        gone = all(f["status"] == "D" for f in ci.files)
-        rev = from_rev if gone else to_rev
-        ci.url = cmdb_services.portal_url("page", ci.path, rev)
-        ci.compare_url = with_query(reverse("cmdb:ci_compare", kwargs={"path": ci.path}),
-                                     **{"from": from_rev, "to": to_rev, "rev": rev})
-    context.update({
-        "from_rev": form.cleaned_data["from_rev"], "to_rev": form.cleaned_data["to_rev"],
-        "from_sha": from_sha, "to_sha": to_sha,
-        "cis": sorted(cis.values(), key=lambda c: c.path),
-        "file_count": len(changed),
-    })
-    return render(request, "changes/baseline_compare.html", context)
 
 
 # ====================================================================================================
@@ -566,7 +443,7 @@ def unauthorized_resolve(request: HttpRequest, pk: int) -> HttpResponse:
         if not permissions.is_staff(request.user):
             raise services.ChangeForbidden("Only staff may resolve unauthorized changes.")
         if not form.is_valid():
-            return _unauthorized_response(request, error=_form_error(form), bound=(commit.pk, form), status=400)
+            return _unauthorized_response(request, error=form_error(form), bound=(commit.pk, form), status=400)
         data = form.cleaned_data
         if data["resolution"] == ResolveUnauthorizedForm.LINK:
             services.unauthorized_link(commit=commit, change=data["change"], acting_user=request.user,

@@ -62,6 +62,9 @@ def deploy_start(*, acting_user, change: ChangeRequest, plan_job: Job | None = N
         raise DeployForbidden("The policy of this environment forbids deploying your own change request.")
     if change.state not in DEPLOYABLE_STATES or not change.merged_sha:
         raise DeployConflict(f"Only a released change request can be deployed; {change.reference} is {change.state}.")
+    problem = change.release_window_problem()
+    if problem and change.type != ChangeRequest.Type.EMERGENCY:
+        raise DeployConflict(f"{change.reference} cannot be deployed now: {problem}")
     plan = plan_job or latest_plan(change)
     if plan is None:
         raise DeployConflict("No plan of the release yet: start a dry run and review it first.")

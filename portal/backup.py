@@ -37,7 +37,7 @@ BACKED_UP = [
     "auth.group", "auth.user", "authtoken.token", "admin.logentry",
     "cmdb.syncrun", "cmdb.secretpath", "cmdb.webhookdelivery",
     "changes.changerequest", "changes.impactedci", "changes.approval", "changes.approvalpolicy",
-    "changes.freezeperiod", "changes.comment", "changes.changeevent", "changes.baseline",
+    "changes.freezeperiod", "changes.changewindow", "changes.comment", "changes.changeevent", "changes.baseline",
     "changes.unauthorizedcommit", "changes.releasedcommit",
     "deploys.job", "deploys.machineplan", "deploys.joblogline",
     "audits.auditrun", "audits.machineresult", "audits.finding", "audits.manualcheck", "audits.machinestatus",

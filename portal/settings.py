@@ -300,6 +300,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "ChangeStateEnum": "changes.models.ChangeRequest.State",
+        "ChangeTypeEnum": "changes.models.ChangeRequest.Type",
+        "RevertTypeEnum": [("normal", "normal"), ("emergency", "emergency")],
         "JobStateEnum": "deploys.models.Job.State",
         "MachinePlanStatusEnum": "deploys.models.MachinePlan.Status",
         "AuditRunStateEnum": "audits.models.AuditRun.State",

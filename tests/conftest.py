@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth.models import Group, Permission
 
 from tests.fixtures.dryrun_repo import build_machines, build_repo
+from tests.fixtures.windows import around_now
 from tests.fixtures.worker import backends, drop_worker_connections, need
 from tests.gitutil import WorkRepo, on_branch, write_standard_layout
 from tests.services import free_port, start_redis
@@ -149,6 +150,9 @@ def make_change(requester):
 
     def make(branch, **kwargs):
         kwargs.setdefault("title", f"Change on {branch}")
+        # Releasing needs a window holding now: unless a test says otherwise, the CR has one.
+        if "planned_start" not in kwargs and "planned_end" not in kwargs:
+            kwargs.update(around_now())
         return services.change_create(acting_user=kwargs.pop("user", requester), branch=branch, **kwargs)
 
     return make

@@ -9,6 +9,7 @@ under ``/api/``.
   ``diff`` (secrets masked without ``cmdb.view_secret``);
 - ``/api/baselines/``: list, tag (staff);
 - ``/api/unauthorized-commits/``: list, detail, ``acknowledge`` and ``link`` (staff);
+- ``/api/change-windows/``: standing change windows, list and detail; add and remove (staff);
 - ``/api/events/``: the append-only record, read-only.
 """
 
@@ -20,6 +21,7 @@ from changes.api.views import (
     ChangeRequestViewSet,
     UnauthorizedCommitViewSet,
 )
+from changes.api.windows import ChangeWindowViewSet
 
 
 def register(router) -> list:
@@ -27,5 +29,6 @@ def register(router) -> list:
     router.register("changes", ChangeRequestViewSet, basename="change")
     router.register("baselines", BaselineViewSet, basename="baseline")
     router.register("unauthorized-commits", UnauthorizedCommitViewSet, basename="unauthorized-commit")
+    router.register("change-windows", ChangeWindowViewSet, basename="change-window")
     router.register("events", ChangeEventViewSet, basename="event")
     return []

@@ -34,6 +34,9 @@ class FlagsSerializer(serializers.Serializer):
     )
     implemented_without_approval = serializers.BooleanField()
     approved_after_the_fact = serializers.BooleanField()
+    released_outside_window = serializers.CharField(
+        allow_blank=True, help_text="The reason an emergency change was released outside its window or in a freeze."
+    )
 
 
 class ChangeSummarySerializer(serializers.Serializer):
@@ -305,6 +308,13 @@ class ScheduleSerializer(serializers.Serializer):
         if attrs["planned_end"] <= attrs["planned_start"]:
             raise serializers.ValidationError({"planned_end": WINDOW_ORDER})
         return attrs
+
+
+class ImplementSerializer(serializers.Serializer):
+    reason = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=2000,
+        help_text="Required for an emergency change released outside its window or inside a freeze.",
+    )
 
 
 class NoteSerializer(serializers.Serializer):

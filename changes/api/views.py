@@ -95,6 +95,7 @@ def _flags(change: ChangeRequest) -> dict:
         "needs_after_the_fact_approval": change.needs_after_the_fact_approval,
         "implemented_without_approval": change.implemented_without_approval,
         "approved_after_the_fact": change.approved_after_the_fact,
+        "released_outside_window": change.released_outside_window,
     }
 
 
@@ -358,7 +359,8 @@ class ChangeRequestViewSet(viewsets.GenericViewSet):
         return self._transition("reject", s.RejectSerializer, services.change_reject)
 
     @extend_schema(summary="Schedule", description="Plan the window of an approved CR; refused (409) inside a "
-                   "freeze period unless the change is an emergency.",
+                   "freeze period or outside the standing windows of an impacted environment, unless the "
+                   "change is an emergency.",
                    request=s.ScheduleSerializer, responses=CHANGE_RESPONSES)
     @action(detail=True, methods=["post"])
     def schedule(self, request, pk=None):
@@ -368,12 +370,13 @@ class ChangeRequestViewSet(viewsets.GenericViewSet):
         summary="Implement (release to main)",
         description="Merge the reviewed branch head into main and push it to origin (approvers and staff). "
                     "A merge conflict, a branch that moved since review or a refused push is a 409 and changes "
-                    "nothing.",
-        request=None, responses=CHANGE_RESPONSES,
+                    "nothing. Outside the planned window, the standing windows or inside a freeze: 409, except "
+                    "an emergency change with a reason (400 without), which stays flagged.",
+        request=s.ImplementSerializer, responses=CHANGE_RESPONSES,
     )
     @action(detail=True, methods=["post"])
     def implement(self, request, pk=None):
-        return self._transition("implement", None, services.change_implement)
+        return self._transition("implement", s.ImplementSerializer, services.change_implement)
 
     @extend_schema(summary="Verify", description="The released change works: needs a passed verification, "
                    "or override=true with the reason as comment.", request=s.VerifySerializer,

@@ -14,6 +14,7 @@ from rest_framework.authtoken.models import Token
 from changes import services
 from changes.models import Approval, ChangeEvent, ChangeRequest, FreezePeriod, UnauthorizedCommit
 from tests.changes.apiutil import TEST_BRANCH, TEST_NGINX, TLS_BRANCH, origin_rev, token_client
+from tests.fixtures.windows import around_now, around_now_iso
 from tests.gitutil import on_branch
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +39,8 @@ def open_cr(branch_repo, requester):
 
     def make(branch=TEST_BRANCH, user=None, **fields):
         fields.setdefault("title", f"Change on {branch}")
+        if "planned_start" not in fields and "planned_end" not in fields:
+            fields.update(around_now())  # released only inside a window holding now
         return services.change_create(acting_user=user or requester, branch=branch, **fields)
 
     return make
@@ -56,7 +59,7 @@ def test_full_workflow_requester_approvers_and_staff_release_to_origin_main(
 
     r = post(rick, "/api/changes/", {
         "branch": TLS_BRANCH, "title": "Harden TLS", "description": "Only **TLS 1.3**.", "type": "normal",
-        "risk": "high", "rollback_plan": "Revert the merge.", "watchers": [approver2.username],
+        "risk": "high", "rollback_plan": "Revert the merge.", "watchers": [approver2.username], **around_now_iso(),
     })
     assert r.status_code == 201, r.content
     cr = r.json()
@@ -324,7 +327,7 @@ def test_detail_has_impact_conflicts_flags_and_the_callers_actions(branch_repo, 
     assert body["conflicts"]["overlapping_windows"] == [second.pk]
     assert [f["reason"] for f in body["conflicts"]["freezes"]] == ["Release week"]
     assert body["flags"] == {"needs_after_the_fact_approval": False, "implemented_without_approval": False,
-                             "approved_after_the_fact": False}
+                             "approved_after_the_fact": False, "released_outside_window": ""}
     assert (body["base_sha"], body["branch_missing"], body["merged_sha"]) == (origin_rev(branch_repo), False, "")
     assert body["timeline"][0]["action"] == "created" and body["timeline"][0]["actor"] == requester.username
     assert body["actions"] == ["edit", "submit", "withdraw", "comment"]
@@ -339,7 +342,7 @@ def test_emergency_release_before_approval_is_flagged_until_approved(open_cr, re
     assert "emergency-unapproved" in timeline(body)
     body = post(token_client(approver), f"/api/changes/{cr.pk}/approve/").json()
     assert body["flags"] == {"needs_after_the_fact_approval": False, "implemented_without_approval": True,
-                             "approved_after_the_fact": True}
+                             "approved_after_the_fact": True, "released_outside_window": ""}
 
 
 def test_schedule_sets_the_window_and_refuses_a_freeze(open_cr, requester, approver):

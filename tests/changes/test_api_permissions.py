@@ -17,6 +17,7 @@ from django.utils import timezone
 from changes import services
 from changes.models import ChangeEvent, ChangeRequest, UnauthorizedCommit
 from tests.changes.apiutil import TEST_BRANCH, origin_rev, token_client
+from tests.fixtures.windows import around_now
 
 pytestmark = pytest.mark.django_db
 
@@ -84,7 +85,7 @@ def _setup(request, state: str, *, private_repo: bool = False) -> dict:
     if state == "repo":
         return {"cr": 0, "commit": 0, "event": 0}
     requester = request.getfixturevalue("requester")
-    change = services.change_create(acting_user=requester, branch=TEST_BRANCH, title="Two workers")
+    change = services.change_create(acting_user=requester, branch=TEST_BRANCH, title="Two workers", **around_now())
     if state != "draft":
         change = services.change_submit(change=change, acting_user=requester)
     if state not in ("draft", "submitted"):  # the test environment needs one approval

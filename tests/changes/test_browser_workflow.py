@@ -10,7 +10,10 @@ and ``Session`` are shared with the other browser tests (tests/changes/browser.p
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from changes.models import ChangeEvent, ChangeRequest
 from tests.changes.browser import Session
@@ -34,6 +37,9 @@ def test_request_approve_and_release_in_a_real_browser(browser, live_server, syn
     page.get_by_label("Branch").select_option(test_branch)
     page.get_by_label("Title").fill("Two nginx workers on test")
     page.get_by_label("Description").fill("Doubles the **workers** of nginx on web-test1.\n\n- reload nginx\n")
+    now = timezone.localtime()  # a planned window holding now: staff release it below
+    page.get_by_label("Window start").fill((now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_label("Window end").fill((now + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
     rick.shot("new-change-form")
     page.get_by_role("button", name="Create draft").click()
     page.wait_for_url(f"{base}/changes/*/")

@@ -13,6 +13,7 @@ from cmdb import services as cmdb_services
 from cmdb.gitrepo import GitError, MergeConflict
 from tests.changes.apiutil import token_client
 from tests.changes.ui import action_url, buttons, post
+from tests.fixtures.windows import around_now
 from tests.gitutil import on_branch
 
 pytestmark = pytest.mark.django_db
@@ -109,7 +110,8 @@ def test_the_revert_goes_through_approval_and_release_like_any_change(released, 
     revert = reverts.change_revert(change=change, acting_user=requester)
     revert = services.change_approve(change=services.change_submit(change=revert, acting_user=requester),
                                      acting_user=approver)
-
+    # like any change, it is released inside a planned window
+    revert = services.change_schedule(change=revert, acting_user=approver, **around_now())
     revert = services.change_implement(change=revert, acting_user=staff)
 
     assert revert.state == State.IMPLEMENTED

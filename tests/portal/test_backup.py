@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -44,14 +44,16 @@ def test_every_model_is_either_backed_up_or_said_to_be_rebuilt():
 def fill_every_model(synced, requester, approver, staff):
     from audits.models import AuditRun, Finding, MachineResult, MachineStatus, ManualCheck
     from changes import services as cs
-    from changes.models import ApprovalPolicy, ChangeRequest, FreezePeriod, UnauthorizedCommit
+    from changes.models import ApprovalPolicy, ChangeRequest, ChangeWindow, FreezePeriod, UnauthorizedCommit
     from cmdb import services
     from cmdb.models import WebhookDelivery
     from deploys.models import Job, JobLogLine, MachinePlan
+    from tests.fixtures.windows import around_now
     from tests.gitutil import on_branch
 
     on_branch(synced, "change/b", {"test/web-test1/nginx/files/etc/nginx/nginx.conf": "worker_processes 3;\n"})
-    change = cs.change_create(acting_user=requester, branch="change/b", title="Three workers", description="x")
+    change = cs.change_create(acting_user=requester, branch="change/b", title="Three workers", description="x",
+                              **around_now())
     cs.change_comment(change=change, acting_user=approver, body="looks fine")
     cs.change_submit(change=change, acting_user=requester)
     cs.change_approve(change=change, acting_user=approver, comment="ok")
@@ -66,6 +68,7 @@ def fill_every_model(synced, requester, approver, staff):
     assert UnauthorizedCommit.objects.exists()
     ApprovalPolicy.objects.create(environment="test", required_approvals=1)
     FreezePeriod.objects.create(start=timezone.now(), end=timezone.now() + timedelta(days=1), reason="holidays")
+    ChangeWindow.objects.create(environment="production", weekdays=[1, 3], start=time(7), end=time(9), note="ops")
     Token.objects.create(user=staff)
     WebhookDelivery.objects.create(key="id:abc")
     job = Job.objects.create(change=change, revision="a" * 40, requested_by=requester, machines=["p/w"],

@@ -48,7 +48,7 @@ def test_no_page_reports_a_csp_violation_and_htmx_works(browser, live_server, sy
              "/files/production/web1/nginx/files/etc/nginx/nginx.conf", "/ci/production/web1/-/history/",
              "/ci/production/web1/nginx/-/compare/", "/search/?q=nginx", "/lint/", "/sync/runs/",
              "/changes/", change.get_absolute_url(), "/changes/baselines/", "/changes/unauthorized/",
-             "/changes/freezes/", "/audits/", "/audits/findings/", "/audits/checks/", "/audits/machines/",
+             "/changes/freezes/", "/changes/windows/", "/audits/", "/audits/findings/", "/audits/checks/", "/audits/machines/",
              "/api/docs/", "/api/redoc/", "/no-such-page/"]
     page = sam.page
     for url in pages:
