@@ -16,13 +16,12 @@ from changes import permissions, services
 from changes.forms import (
     BaselineForm,
     CompareForm,
-    form_error,
 )
 from changes.models import Baseline, ChangeRequest
 from cmdb import layout
 from cmdb import services as cmdb_services
 from cmdb.gitrepo import GitError, UnknownRevision
-from portal.listing import with_query
+from portal.listing import form_error, with_query
 
 CHANGES_PER_PAGE = 50
 UNAUTHORIZED_PER_PAGE = 50

@@ -328,12 +328,3 @@ class ChangeFilterForm(forms.Form):
         field = self.SORTS[sort.lstrip("-")]
         desc = sort.startswith("-")
         return [("-" if desc else "") + field, "-pk"]
-
-
-def form_error(form) -> str:
-    """The first error of a form, as one sentence for the alert above the page."""
-    for name, errors in form.errors.items():
-        label = form.fields[name].label if name in form.fields else ""
-        text = errors[0]
-        return f"{label or name.replace('_', ' ').capitalize()}: {text}" if name != "__all__" else text
-    return "The form is not valid."

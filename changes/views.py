@@ -34,7 +34,6 @@ from changes.forms import (
     UnauthorizedFilterForm,
     VerifyForm,
     VoteForm,
-    form_error,
 )
 from changes.models import ChangeRequest, FreezePeriod, ImpactedCI, UnauthorizedCommit
 from cmdb import browse, layout
@@ -42,6 +41,7 @@ from cmdb import services as cmdb_services
 from cmdb.gitrepo import GitError
 from cmdb.markdown import render_markdown
 from cmdb.secrets import MASK
+from portal.listing import form_error
 
 CHANGES_PER_PAGE = 50
 UNAUTHORIZED_PER_PAGE = 50

@@ -13,8 +13,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
 from changes import impact, permissions, services, windows
-from changes.forms import WindowForm, form_error
+from changes.forms import WindowForm
 from changes.models import ChangeWindow, portal_time
+from portal.listing import form_error
 
 
 def _page(request: HttpRequest, *, form: WindowForm | None = None, error: str = "", status: int = 200) -> HttpResponse:

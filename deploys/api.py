@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from django.urls import path
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from changes.models import ChangeRequest
 from cmdb import converters  # noqa: F401 (registers the id converter)
-from deploys import permissions, rollout, services
+from cmdb.api.items import ApiPagination
+from deploys import forms, permissions, queries, rollout, services
 from deploys.models import Job, MachinePlan
 from portal.api import error_responses
 
@@ -98,6 +100,23 @@ class JobSerializer(serializers.Serializer):
     error = serializers.CharField(allow_blank=True)
     plans = MachinePlanSerializer(many=True, source="plans.all")
     log = LogLineSerializer(many=True, source="log_lines.all")
+
+
+class JobSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.CharField(source="get_absolute_url")
+    kind = serializers.ChoiceField(choices=Job.Kind.choices)
+    state = serializers.ChoiceField(choices=Job.State.choices)
+    change = serializers.IntegerField(allow_null=True, source="change_id")
+    plan_job = serializers.IntegerField(allow_null=True, source="plan_job_id")
+    revision = serializers.CharField()
+    rev_label = serializers.CharField()
+    requested_by = serializers.CharField(source="requested_by.username")
+    machines_total = serializers.IntegerField()
+    machines_done = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
 
 
 def _job_data(job: Job) -> dict:
@@ -191,11 +210,32 @@ class JobCancelView(_Base):
         return Response(_job_data(job))
 
 
+class JobListView(ListAPIView):
+    """Jobs (dry runs, deploys, restores), newest first; ``GET /api/jobs/{id}/`` for the plans and log."""
+
+    serializer_class = JobSummarySerializer
+    pagination_class = ApiPagination
+
+    @extend_schema(operation_id="jobs_list", tags=["dry runs"], parameters=[
+        OpenApiParameter("kind", str, enum=Job.Kind.values), OpenApiParameter("state", str, enum=Job.State.values),
+        OpenApiParameter("change", int), OpenApiParameter("environment", str),
+        OpenApiParameter("machine", str, description="environment/machine")])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        form = forms.JobFilterForm(self.request.query_params)
+        if not form.is_valid():
+            raise exceptions.ValidationError(form.errors)
+        return queries.jobs(**form.cleaned_data)
+
+
 def urlpatterns() -> list:
     """The plain API views (added to ``portal.api_urls.app_patterns``, before the router's URLs)."""
     return [
         path("dry-runs/", DryRunStartView.as_view(), name="api-dry-run-start"),
         path("changes/<id:pk>/dry-run/", ChangeDryRunView.as_view(), name="api-change-dry-run"),
+        path("jobs/", JobListView.as_view(), name="api-job-list"),
         path("jobs/<id:pk>/", JobDetailView.as_view(), name="api-job-detail"),
         path("jobs/<id:pk>/cancel/", JobCancelView.as_view(), name="api-job-cancel"),
         path("jobs/<id:pk>/restore/", JobRestoreView.as_view(), name="api-job-restore"),

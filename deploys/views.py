@@ -5,14 +5,18 @@ Refusals propagate to :class:`portal.middleware.RefusalMiddleware`."""
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from changes.models import ChangeRequest
 from cmdb.browse import highlight_diff
-from deploys import permissions, services
+from deploys import forms, permissions, queries, rollout, services
 from deploys.models import Job
 from fleet import planner
+from portal.listing import form_error
+
+JOBS_PER_PAGE = 50
 
 
 def _context(request, job: Job) -> dict:
@@ -32,6 +36,9 @@ def _context(request, job: Job) -> dict:
         "plans": plans,
         "log": list(job.log_lines.all()),
         "can_cancel": not job.is_finished and permissions.can_cancel(user, job),
+        "can_restore": (job.kind == Job.Kind.DEPLOY and job.state in (Job.State.FAILED, Job.State.HALTED,
+                                                                     Job.State.INTERRUPTED)
+                        and permissions.can_deploy(user)),
     }
 
 
@@ -60,3 +67,31 @@ def change_dry_run(request, pk: int):
     change = get_object_or_404(ChangeRequest, pk=pk)
     job = services.dryrun_start(acting_user=request.user, change=change)
     return redirect(job)
+
+
+@require_POST
+def change_deploy(request, pk: int):
+    """Deploy a released change request's reviewed plan (the button of its page) and show the job."""
+    change = get_object_or_404(ChangeRequest, pk=pk)
+    form = forms.DeployForm(request.POST)
+    if not form.is_valid():
+        raise services.DeployError(form_error(form))
+    plan = get_object_or_404(Job, pk=form.cleaned_data["plan"]) if form.cleaned_data.get("plan") else None
+    job = rollout.deploy_start(acting_user=request.user, change=change, plan_job=plan,
+                               confirm_conflicts=form.cleaned_data["confirm_conflicts"])
+    return redirect(job)
+
+
+@require_POST
+def job_restore(request, pk: int):
+    job = rollout.restore_start(acting_user=request.user, deploy=_job(pk))
+    return redirect(job)
+
+
+@require_GET
+def job_list(request):
+    """Every job, newest first: dry runs, deploys and restores, filterable and paginated."""
+    form = forms.JobFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    page = Paginator(queries.jobs(**filters), JOBS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "deploys/job_list.html", {"page": page, "form": form})
