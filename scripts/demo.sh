@@ -14,6 +14,8 @@ export CMDB_REPO_URL="$CMDB_DEMO_SOURCE/origin.git"
 # The demo's machines use the local transport; their manifests name roots relative to this folder.
 export CMDB_LOCAL_ROOT_BASE="$CMDB_DEMO_SOURCE"
 export CMDB_WEBHOOK_SECRET="${CMDB_WEBHOOK_SECRET:-demo-webhook-secret}"
+# Deploys write only where this names the environment: in the demo, the local trees standing for machines.
+export CMDB_DEPLOY_ENVIRONMENTS="${CMDB_DEPLOY_ENVIRONMENTS:-production,test}"
 export DJANGO_EMAIL_BACKEND="django.core.mail.backends.console.EmailBackend"
 export DJANGO_SECURE_COOKIES=false
 unset DATABASE_URL REDIS_URL
