@@ -217,3 +217,45 @@ def test_a_confirmed_deploy_passes_its_verification_and_the_change_can_be_verifi
     released.refresh_from_db()
     assert released.verification["state"] == "passed", released.verification
     assert verification.change_verify(change=released, acting_user=requester).state == "verified"
+
+
+def test_a_machine_unreachable_mid_rollout_halts_it_and_leaves_the_rest_untouched(
+        released, approver, dry_env, settings, django_capture_on_commit_callbacks):
+    import shutil
+
+    plan(released, approver, django_capture_on_commit_callbacks)
+    settings.CMDB_DEPLOY_CANARY, settings.CMDB_DEPLOY_MAX_FAILURES = 0, 1
+    shutil.rmtree(dry_env["web1"])  # the machine went away after the review
+    job = deploy(released, approver, django_capture_on_commit_callbacks)
+    assert job.state == "halted" and "1 machine(s) failed" in job.error
+    web1 = MachinePlan.objects.get(job=job, machine_path="prod/web1")
+    assert web1.status == "unreachable" and "nothing written" in web1.reason
+    assert job.machines_missing == [m for m in job.machines if m > "prod/web1"]  # after web1 in order: none here
+    assert ChangeEvent.objects.filter(change=released, action="deploy-halted").exists()
+
+
+def test_a_deploy_whose_worker_vanished_ends_interrupted_with_its_backups_named(
+        released, approver, settings, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    plan(released, approver, django_capture_on_commit_callbacks)
+    job = rollout.deploy_start(acting_user=approver, change=released)  # queued; its worker never comes
+    Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, progress_at=timezone.now() - timedelta(hours=2),
+                                         started_at=timezone.now() - timedelta(hours=2))
+    assert dryruns.dryrun_reap_stale() == 1
+    job.refresh_from_db()
+    assert job.state == "interrupted" and "backups kept" in job.error and job.machines_missing == job.machines
+    assert ChangeEvent.objects.filter(change=released, action="deploy-interrupted").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_deploys_of_one_change_at_once_make_one_job(released, approver, staff, django_capture_on_commit_callbacks):
+    from tests.fixtures.worker import run_together
+
+    plan(released, approver, django_capture_on_commit_callbacks)
+    results, errors = run_together(lambda: rollout.deploy_start(acting_user=approver, change=released),
+                                   lambda: rollout.deploy_start(acting_user=staff, change=released))
+    assert len(results) == 1 and len(errors) == 1 and isinstance(errors[0], DeployConflict), errors
+    assert Job.objects.filter(kind=Job.Kind.DEPLOY).count() == 1
