@@ -303,6 +303,7 @@ SPECTACULAR_SETTINGS = {
         "ChangeTypeEnum": "changes.models.ChangeRequest.Type",
         "RevertTypeEnum": [("normal", "normal"), ("emergency", "emergency")],
         "JobStateEnum": "deploys.models.Job.State",
+        "JobKindEnum": "deploys.models.Job.Kind",
         "MachinePlanStatusEnum": "deploys.models.MachinePlan.Status",
         "AuditRunStateEnum": "audits.models.AuditRun.State",
         "MachineResultStatusEnum": "audits.models.MachineResult.Status",

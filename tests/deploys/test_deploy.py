@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 
 from changes import services as change_services
 from changes.models import ApprovalPolicy, ChangeEvent
@@ -251,6 +252,7 @@ def test_a_deploy_whose_worker_vanished_ends_interrupted_with_its_backups_named(
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="needs a server database (runs in the PostgreSQL pass)")
 def test_two_deploys_of_one_change_at_once_make_one_job(released, approver, staff, django_capture_on_commit_callbacks):
     from tests.fixtures.worker import run_together
 
