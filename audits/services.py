@@ -25,7 +25,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
-from audits import signals
+from audits import adopt, signals
+from audits.errors import AuditConflict, AuditError, AuditForbidden
 from audits.models import AuditRun, Finding, MachineResult, MachineStatus, ManualCheck, percent
 from audits.permissions import OPEN_CHANGE_DENIAL, can_acknowledge, can_check, can_open_change, can_start
 from changes import services as change_services
@@ -34,9 +35,7 @@ from cmdb import services as cmdb_services
 from cmdb.gitrepo import ConfigRepo, GitError
 from cmdb.indexer import secret_patterns
 from fleet import look
-from fleet.declared import declared_configuration, is_machine_dir
-from fleet.transport import TransportError
-from portal.errors import ServiceError
+from fleet.declared import is_machine_dir
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +43,6 @@ State = AuditRun.State
 Status = MachineResult.Status
 Kind = Finding.Kind
 FState = Finding.State
-
-
-class AuditError(ServiceError):
-    """Base of audit errors; ``str()`` is the message shown to users."""
-
-    status = 400
-
-
-class AuditForbidden(AuditError):
-    status = 403
-
-
-class AuditConflict(AuditError):
-    """Another run of the scope is active, or the finding was handled meanwhile."""
-
-    status = 409
 
 
 # --- starting ------------------------------------------------------------------------------------------
@@ -478,12 +461,16 @@ def finding_adopt(*, finding: Finding, acting_user, note: str = "") -> Finding:
         raise AuditForbidden(OPEN_CHANGE_DENIAL)
     if finding.state != FState.OPEN:
         raise AuditConflict(f"This finding is already {finding.get_state_display()}.")
-    files = _adopted_files(finding)
+    main, files = adopt.adopted_files(finding)
     branch = _branch_for("adopt", finding)
     what = "content" if finding.kind == Kind.CONTENT else f"mode {finding.live}"
     message = (f"Adopt live {what} of {finding.target} on {finding.machine_path}\n\n"
                f"Audit #{finding.run_id}, finding #{finding.pk}." + (f"\n\n{note.strip()}" if note.strip() else ""))
-    head = change_services.branch_push_new(acting_user=acting_user, branch=branch, files=files, message=message)
+    message += ("\n\nOnly the live edit is applied: the difference between what audit #"
+                f"{finding.run_id} found declared and what is live, merged onto {settings.CMDB_BRANCH} "
+                f"({main[:10]}).")
+    head = change_services.branch_push_new(acting_user=acting_user, branch=branch, files=files, message=message,
+                                           parent=main)
     with _discard_on_failure(branch, head):
         return _open_change(finding, acting_user, branch, FState.ADOPTED, note,
                             title=f"Adopt live {what} of {finding.target} on {finding.machine_path}",
@@ -529,33 +516,6 @@ def _open_change(finding: Finding, user, branch: str, state: str, note: str, *, 
     return locked
 
 
-def _adopted_files(finding: Finding) -> dict[str, tuple[bytes, str]]:
-    """What to write into the repository for an adopt: the live content (read again now, and refused
-    if it moved since the audit) or the live mode, at the declaring source path."""
-    refusal = finding.adopt_refusal
-    if refusal:
-        raise AuditError(refusal)
-    repo = cmdb_services.get_repo()
-    entry = repo.entry(finding.run.main_sha, finding.source_path) if finding.source_path else None
-    if entry is None or entry.type != "blob" or entry.is_symlink:
-        raise AuditError(f"{finding.source_path or finding.target} is not a regular file in the repository.")
-    if finding.kind == Kind.MODE:
-        return {finding.source_path: (repo.read_blob(entry.sha), "100755" if finding.live == "0755" else "100644")}
-    declared = declared_configuration(repo, finding.run.main_sha, machines=[finding.machine_path],
-                                      local_root_base=settings.CMDB_LOCAL_ROOT_BASE).get(finding.machine_path)
-    if declared is None or declared.errors:
-        raise AuditError(f"{finding.machine_path} has no usable declaration on {finding.run.main_sha[:10]}.")
-    result = look.read_live(declared.access, [finding.target], ssh_settings=look.ssh_settings_from(settings))
-    if isinstance(result, TransportError):
-        raise AuditConflict(f"Cannot read {finding.target} on {finding.machine_path}: {result.message}")
-    live = result.files.get(finding.target)
-    content = result.contents.get(finding.target)
-    if live is None or content is None or live.sha256 != finding.live_sha256:
-        raise AuditConflict(f"{finding.target} on {finding.machine_path} changed since audit #{finding.run_id} "
-                            "(or cannot be read): run the audit again before adopting it.")
-    return {finding.source_path: (content, entry.mode)}
-
-
 # --- manual checks -------------------------------------------------------------------------------------
 def manual_check_record(*, check: ManualCheck, acting_user, state: str, note: str = "") -> ManualCheck:
     """A person's verdict on a machine configured by hand: matches its README, or a discrepancy (with a note)."""
@@ -576,6 +536,9 @@ def manual_check_record(*, check: ManualCheck, acting_user, state: str, note: st
                                      message=f"Manual check of {locked.machine_path} (audit #{locked.run_id}): {state}",
                                      check=locked.pk, audit=locked.run_id, machine=locked.machine_path,
                                      note=locked.note)
+        run_id, check_id = locked.run_id, locked.pk
+        transaction.on_commit(lambda: signals.manual_check_recorded.send(sender=ManualCheck, run_id=run_id,
+                                                                         check_id=check_id))
     return locked
 
 

@@ -4,3 +4,6 @@ from django.dispatch import Signal
 
 # Sent after a run finished (succeeded, incomplete or failed) and committed. kwargs: run_id.
 audit_finished = Signal()
+
+# Sent after a person recorded a manual check and the transaction committed. kwargs: run_id, check_id.
+manual_check_recorded = Signal()

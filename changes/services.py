@@ -186,14 +186,16 @@ def _branch_state(repo: ConfigRepo, branch: str) -> BranchState:
     return BranchState(head=head, base=base, main=main)
 
 
-def branch_push_new(*, acting_user, branch: str, files: Mapping[str, tuple[bytes, str]], message: str) -> str:
-    """Create ``branch`` on origin: one commit on top of main writing ``files`` (path -> (content, mode)).
+def branch_push_new(*, acting_user, branch: str, files: Mapping[str, tuple[bytes, str]], message: str,
+                    parent: str = "") -> str:
+    """Create ``branch`` on origin: one commit on top of main (or ``parent``, a commit of main the
+    caller computed ``files`` against) writing ``files`` (path -> (content, mode)).
 
     Refused (BadBranch) when the branch already exists on origin; nothing is left behind on failure.
     Returns the new head.
     """
     repo = fetch()
-    main = repo.origin_head(settings.CMDB_BRANCH)
+    main = parent or repo.origin_head(settings.CMDB_BRANCH)
     try:
         sha = repo.commit_files(main, files, message=message, author=_author(acting_user))
         repo.push(sha, branch, expect="")

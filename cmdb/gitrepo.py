@@ -15,13 +15,42 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
 
 import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
+
+from cmdb.gittypes import (
+    ChangedPath,
+    CommitInfo,
+    FileDiff,
+    GitError,
+    MergeConflict,
+    MergedText,
+    PushRejected,
+    RepositoryUnavailable,
+    Revert,
+    TreeEntry,
+    UnknownRevision,
+)
+
+__all__ = [
+    "ChangedPath",
+    "CommitInfo",
+    "ConfigRepo",
+    "EMPTY_TREE",
+    "FileDiff",
+    "GitError",
+    "MergeConflict",
+    "MergedText",
+    "PushRejected",
+    "RepositoryUnavailable",
+    "Revert",
+    "TreeEntry",
+    "UnknownRevision",
+    "validate_rev",
+]
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 # Revisions users may type: branch, tag, sha, HEAD~2, main^... but never an option or a range.
@@ -30,89 +59,6 @@ _REV_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/~^@{}+-]{0,199}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 _FIELD = "\x1f"
 _RECORD = "\x1e"
-
-
-class GitError(Exception):
-    """A Git operation failed; ``str(error)`` is a message fit for users."""
-
-
-class RepositoryUnavailable(GitError):
-    """The origin cannot be reached or the clone cannot be read."""
-
-
-class UnknownRevision(GitError):
-    """A revision that does not name a commit in the clone."""
-
-
-class MergeConflict(GitError):
-    """A merge that Git cannot do without a person; ``paths`` are the conflicting files."""
-
-    def __init__(self, message: str, paths: list[str]):
-        super().__init__(message)
-        self.paths = paths
-
-
-class PushRejected(GitError):
-    """Origin refused a push (it moved meanwhile, or protects the branch)."""
-
-
-class TreeEntry(NamedTuple):
-    """One entry of ``git ls-tree`` (a tuple: listing 100,000 files builds 100,000 of them)."""
-
-    path: str
-    mode: str  # "100644", "100755", "120000" (symlink), "160000" (submodule), "040000" (tree)
-    type: str  # "blob", "tree", "commit"
-    sha: str
-    size: int | None  # None for trees and submodules
-
-    @property
-    def is_symlink(self) -> bool:
-        return self.mode == "120000"
-
-    @property
-    def is_executable(self) -> bool:
-        return self.mode == "100755"
-
-
-@dataclass(frozen=True, slots=True)
-class CommitInfo:
-    sha: str
-    author_name: str
-    author_email: str
-    committed_at: datetime
-    summary: str
-    parents: tuple[str, ...] = ()
-
-    @property
-    def short_sha(self) -> str:
-        return self.sha[:10]
-
-
-@dataclass(frozen=True, slots=True)
-class ChangedPath:
-    status: str  # A, M, D, T (type change)
-    path: str
-
-
-@dataclass(frozen=True, slots=True)
-class FileDiff:
-    """The unified diff of one file between two revisions."""
-
-    path: str
-    old_path: str
-    status: str
-    patch: str
-    is_binary: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Revert:
-    """A commit undoing one release: ``head`` is where the release took main, ``base`` main before it."""
-
-    sha: str
-    head: str
-    base: str
-    paths: tuple[str, ...]  # the files it changes, compared with the commit it was made on
 
 
 def _base_env() -> dict[str, str]:
@@ -496,6 +442,23 @@ class ConfigRepo:
             if proc.poll() is None:
                 proc.kill()
             proc.wait(timeout=self.timeout)
+
+    def merge_file(self, base: bytes, ours: bytes, theirs: bytes, *,
+                   labels: tuple[str, str, str] = ("ours", "base", "theirs")) -> MergedText:
+        """Three-way merge of one text file's contents (``git merge-file``, no repository state)."""
+        if any(b"\0" in data[:8000] for data in (base, ours, theirs)):
+            raise GitError("Binary files cannot be merged.")
+        with tempfile.TemporaryDirectory(prefix="cmdb-merge-") as tmp:
+            paths = []
+            for name, data in (("ours", ours), ("base", base), ("theirs", theirs)):
+                path = Path(tmp) / name
+                path.write_bytes(data)
+                paths.append(str(path))
+            args = ["git", "merge-file", "-p", "-L", labels[0], "-L", labels[1], "-L", labels[2], *paths]
+            done = subprocess.run(args, capture_output=True, env=_base_env(), timeout=self.timeout, check=False)
+        if done.returncode < 0 or done.returncode > 127:
+            raise GitError(f"git merge-file failed: {_decode(done.stderr).strip()[:300]}")
+        return MergedText(done.stdout, done.returncode)
 
     def read_blob(self, sha: str) -> bytes:
         return self._run("cat-file", "blob", sha)

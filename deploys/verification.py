@@ -2,8 +2,8 @@
 
 It starts by itself when a deploy ends, or when a change is released to machines the portal does not
 deploy to. When the audit ends, the change request's verification is ``passed`` (every file the change
-touches is in sync on every machine looked at) or ``failed`` (with the findings); machines configured
-by hand are listed for a person to check.
+touches is in sync on every machine looked at, and every machine configured by hand was checked by a
+person as matching), ``failed`` (with the findings) or still ``pending`` while manual checks wait.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 
 from audits import services as audit_services
-from audits.models import AuditRun, Finding, MachineResult
+from audits.models import AuditRun, Finding, MachineResult, ManualCheck
 from changes import verification as change_verification
 from changes.models import ChangeRequest
 from cmdb import services as cmdb_services
@@ -84,11 +84,16 @@ def verification_finish(*, run_id: int) -> None:
     for finding in Finding.objects.filter(run=run).only("machine_path", "target", "kind"):
         if finding.target in touched.get(finding.machine_path, set()):
             failures.append(f"{finding.machine_path}:{finding.target}: {finding.kind}")
-    change_verification.change_set_verification(
-        change=change, state="failed" if failures else "passed", audit=run.pk, findings=failures, manual=manual,
-        note=(f"{len(failures)} problem(s)" if failures else "every file the change touches is in sync")
-        + (f"; {len(manual)} machine(s) configured by hand to check" if manual else ""),
-    )
+    # Machines configured by hand: the run's manual checks, ticked by a person, say whether it landed.
+    checks = dict(ManualCheck.objects.filter(run=run, machine_path__in=manual).values_list("machine_path", "state"))
+    failures += [f"{m}: checked by hand: discrepancy" for m in manual if checks.get(m) == ManualCheck.State.DISCREPANCY]
+    to_tick = [m for m in manual if checks.get(m, ManualCheck.State.OPEN) == ManualCheck.State.OPEN]
+    state = "failed" if failures else "pending" if to_tick else "passed"
+    note = (f"{len(failures)} problem(s)" if failures else "every file the change touches is in sync")
+    if to_tick:
+        note += f"; waiting for the manual check of {len(to_tick)} machine(s) configured by hand"
+    change_verification.change_set_verification(change=change, state=state, audit=run.pk, findings=failures,
+                                                manual=to_tick, note=note)
 
 
 def on_audit_finished(sender, run_id: int, **kwargs) -> None:
@@ -96,6 +101,11 @@ def on_audit_finished(sender, run_id: int, **kwargs) -> None:
         verification_finish(run_id=run_id)
     except Exception:  # a failed judgement must never break the audit that triggered it
         log.exception("verification of audit %s failed", run_id)
+
+
+def on_manual_check_recorded(sender, run_id: int, **kwargs) -> None:
+    """A person ticked a manual check: a verification waiting for it is judged again."""
+    on_audit_finished(sender, run_id=run_id)
 
 
 def on_change_released(sender, change_id: int, **kwargs) -> None:

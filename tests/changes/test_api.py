@@ -95,14 +95,21 @@ def test_full_workflow_requester_approvers_and_staff_release_to_origin_main(
     assert not UnauthorizedCommit.objects.exists()
 
     # Not deployed by the portal (no CMDB_DEPLOY_ENVIRONMENTS): the release is verified by an audit at
-    # once; the standard layout's machines are configured by hand, so they are listed to check by hand.
+    # once; the standard layout's machines are configured by hand, so a person checks each of them.
     verification = rick.get(url).json()["verification"]  # written after the release committed
-    assert verification["state"] == "passed" and verification["manual"]
+    assert verification["state"] == "pending" and verification["manual"]
+    assert post(rick, url + "verify/", {"comment": "Reloaded fine"}).status_code == 409
+    checks = rick.get("/api/manual-checks/").json()["results"]
+    assert {c["machine_path"] for c in checks} == set(verification["manual"])
+    for check in checks:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert post(rick, f"/api/manual-checks/{check['id']}/", {"state": "matches"}).status_code == 200
+    assert rick.get(url).json()["verification"]["state"] == "passed"
     assert post(rick, url + "verify/", {"comment": "Reloaded fine"}).json()["state"] == "verified"
     body = post(rick, url + "close/").json()
     assert body["state"] == "closed" and body["actions"] == ["revert", "comment"]
     assert timeline(body) == ["created", "submitted", "vote-approve", "vote-approve", "approved", "merged",
-                              "audit-started", "verification-passed", "verified", "closed"]
+                              "audit-started", "verification-passed", "verified", "closed"]  # checks: no CR
     merged = next(e for e in body["timeline"] if e["action"] == "merged")
     assert merged["actor"] == staff.username and merged["commit_sha"] == head and merged["data"]["commits"] == [head]
 

@@ -92,9 +92,12 @@ def test_request_approve_and_release_in_a_real_browser(browser, live_server, syn
     assert change.state == ChangeRequest.State.IMPLEMENTED
     assert origin_head(synced) == change.head_sha == origin_head(synced, f"refs/heads/{test_branch}")
     record = list(ChangeEvent.objects.filter(change=change).values_list("action", "actor__username"))
+    # the portal does not deploy here: the release is verified by an audit at once (its machines are
+    # configured by hand, so the verification waits for their manual checks)
     assert record == [("created", requester.username), ("submitted", requester.username),
                       ("vote-approve", approver.username), ("approved", approver.username),
-                      ("merged", staff.username)]
+                      ("merged", staff.username), ("audit-started", None)]
+    assert change.verification["state"] == "pending" and change.verification["manual"]
     # the release synced the index (Celery eager: inline, on commit): the footer shows the new main
     page.goto(f"{base}/")
     assert change.head_sha[:10] in page.locator("footer").inner_text()

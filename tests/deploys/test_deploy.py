@@ -201,7 +201,7 @@ def test_a_deploy_is_verified_by_an_audit_and_a_kept_conflict_fails_it(
     assert result["state"] == "failed" and result["audit"]
     assert "prod/web1:/etc/nginx/nginx.conf: content" in result["findings"]  # the kept hand edit
     assert "prod/web1:/etc/app/app.conf: mode" not in result["findings"]  # drift the change does not touch
-    assert result["manual"] == ["prod/db1"]
+    assert result["manual"] == ["prod/db1"]  # still to be checked by hand
     assert ChangeEvent.objects.filter(change=released, action="verification-failed").exists()
     with pytest.raises(ChangeConflict, match="verification is failed"):
         verification.change_verify(change=released, acting_user=requester)
@@ -215,6 +215,15 @@ def test_a_confirmed_deploy_passes_its_verification_and_the_change_can_be_verifi
     # ssh1 cannot be reached here: a plan without it (with it, the verification fails: not checked)
     plan(released, approver, django_capture_on_commit_callbacks, machines=["prod/web1", "prod/db1"])
     deploy(released, approver, django_capture_on_commit_callbacks, confirm_conflicts=True)
+    released.refresh_from_db()
+    # web1 is in sync; db1 is configured by hand: the verification waits for a person's check
+    assert released.verification["state"] == "pending" and released.verification["manual"] == ["prod/db1"]
+    from audits import services as audit_services
+    from audits.models import ManualCheck
+
+    check = ManualCheck.objects.get(run_id=released.verification["audit"], machine_path="prod/db1")
+    with django_capture_on_commit_callbacks(execute=True):
+        audit_services.manual_check_record(check=check, acting_user=requester, state="matches")
     released.refresh_from_db()
     assert released.verification["state"] == "passed", released.verification
     assert verification.change_verify(change=released, acting_user=requester).state == "verified"
