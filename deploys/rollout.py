@@ -227,7 +227,9 @@ def _deploy_one(job: Job, machine: str) -> _Outcome:
             writes.append(FileWrite(declared.target, contents[declared.target], declared.mode, declared.owner,
                                     declared.group, declared.kind))
     expected = {i["target"]: apply.Expected.from_item(i) for i in wanted}
-    reload = plan.reload if writes else []
+    # Only the applications whose files are written reload (a kept conflict or drift changes nothing).
+    reload = list(dict.fromkeys(c for app in sorted({i.get("app_path", "") for i in wanted})
+                                for c in decl.reload.get(app, [])))
     try:
         with open_machine(decl.access, ssh_settings=look.ssh_settings_from(settings)) as target:
             done = apply.apply_machine(target, writes, expected, reload=reload, backup_dir=backup_dir(job.pk, machine))

@@ -74,7 +74,9 @@ def test_a_deploy_writes_the_change_only_and_keeps_drift_and_unconfirmed_conflic
     assert results["/etc/nginx/nginx.conf"] == "kept: conflict not confirmed"
     assert results["/etc/app/app.conf"] == "left as it is (drift)"
     assert (results["/etc/nginx/new.conf"], results["/etc/nginx/old.conf"]) == ("written", "deleted")
-    assert [r["ran"] for r in result.reload_results] == [False, False, False]  # local: recorded, never run
+    # only nginx's files were written: only nginx reloads; local: recorded, never run on the portal's host
+    assert [(r["command"], r["ran"]) for r in result.reload_results] == [("nginx -t", False),
+                                                                        ("systemctl reload nginx", False)]
     statuses = dict(job.plans.values_list("machine_path", "status"))
     assert statuses == {"prod/db1": "manual", "prod/ssh1": "skipped", "prod/web1": "applied"}
     backup = settings.CMDB_DEPLOY_BACKUP_DIR / str(job.pk) / "prod__web1"
