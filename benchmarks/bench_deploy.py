@@ -119,7 +119,9 @@ def release(users: dict, branch: str, title: str) -> int:
     from changes import services as change_services
     from tests.fixtures.windows import around_now
 
-    cr = change_services.change_create(acting_user=users["requester"], branch=branch, title=title, **around_now(6))
+    window = around_now(6)
+    cr = change_services.change_create(acting_user=users["requester"], branch=branch, title=title,
+                                       planned_start=window["planned_start"], planned_end=window["planned_end"])
     change_services.change_submit(change=cr, acting_user=users["requester"])
     change_services.change_approve(change=cr, acting_user=users["approver"])
     cr = change_services.change_implement(change=cr, acting_user=users["approver"])
@@ -150,6 +152,7 @@ def deploy_once(client, change_id: int, plan_id: int, timeout: float) -> dict:
              timeout, f"deploy job {job_id}")
     e2e = time.perf_counter() - started
     job = Job.objects.get(pk=job_id)
+    assert job.finished_at is not None
 
     def verified():
         ver = ChangeRequest.objects.filter(pk=change_id).values_list("verification", flat=True).first() or {}
@@ -185,6 +188,8 @@ def deploy_once(client, change_id: int, plan_id: int, timeout: float) -> dict:
         "verification_s": (datetime.fromisoformat(ver["at"]) - job.finished_at).total_seconds(),
         "verification_audit": audit.pk, "verification_queue_s":
             (audit.started_at - job.finished_at).total_seconds() if audit.started_at else None,
+        "verification_audit_s":
+            (audit.finished_at - audit.started_at).total_seconds() if audit.started_at and audit.finished_at else None,
         "log_tail": list(job.log_lines.order_by("-id").values_list("message", flat=True)[:3]),
     }
 
@@ -220,6 +225,43 @@ def scenario(name: str, client, change_id: int, fleet: Fleet, runs: int, timeout
     }
 
 
+def profile_deploy(name: str, client, change_id: int, fleet: Fleet, user, path: str, timeout: float) -> float:
+    """One more deploy, its batches run in this process under cProfile (the worker's code without Celery)."""
+    import cProfile
+    import pstats
+
+    from changes.models import ChangeRequest
+    from deploys import rollout
+    from deploys.models import Job
+
+    fleet.reset(name)
+    plan = dr.one_run(client, change_id, timeout)
+    queued = rollout._enqueue
+    rollout._enqueue = lambda *args: None  # the batches run here, not in the worker
+    try:
+        job = rollout.deploy_start(acting_user=user, change=ChangeRequest.objects.get(pk=change_id),
+                                   plan_job=Job.objects.get(pk=plan["job"]))
+    finally:
+        rollout._enqueue = queued
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    batch = rollout.rollout_begin(job_id=job.pk)
+    while batch:
+        batch = rollout.rollout_run_batch(job_id=job.pk, machine_paths=batch)
+    profiler.disable()
+    elapsed = time.perf_counter() - started
+    job.refresh_from_db()
+    out = f"{path}.{name}"
+    profiler.dump_stats(out)
+    print(f"\n--- {name}: profiled deploy in-process {elapsed:.2f}s ({job.state}, {job.machines_done} machines), "
+          f"saved to {out}; top functions by cumulative time ---")
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+    wait_for(lambda: None if (ChangeRequest.objects.get(pk=change_id).verification or {}).get("state") == "pending"
+             else True, timeout, "verification after the profiled deploy")
+    return elapsed
+
+
 def rsync_floor(fleet: Fleet, name: str, src: Path, dest: str, ssh: list[str] | None, repeat: int = 3) -> dict:
     cmd = ["rsync", "-a"] + (["-e", shlex.join(ssh)] if ssh else []) + [f"{src}/", dest]
     times = []
@@ -244,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, help="CMDB_DEPLOY_BATCH (default: the portal's)")
     parser.add_argument("--timeout", type=float, default=300.0, help="per-job timeout, seconds")
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--profile", metavar="FILE", help="then one deploy per scenario in-process under cProfile, "
+                        "saved to FILE.<scenario> (the worker's code path without Celery)")
     parser.add_argument("--workdir", help="parent directory of the temporary directory")
     args = parser.parse_args(argv)
     preset = SMALL if args.small else FULL
@@ -324,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
                 ssh_cmd = ["ssh", *sshd.ssh_options, "-p", str(sshd.port)]
                 results[env]["rsync"] = rsync_floor(fleet, env, fleet.staging(env),
                                                     f"{sshd.user}@{sshd.host}:{ssh_root}/", ssh_cmd)
+        if args.profile:
+            for env in environments:
+                results[env]["profiled_s"] = profile_deploy(env, client, changes[env], fleet, users["approver"],
+                                                            args.profile, args.timeout)
     except Exception:
         traceback.print_exc()
         if worker is not None:
