@@ -162,9 +162,10 @@ def backup_dir(job_id: int, machine_path: str) -> Path:
 def rollout_run_batch(*, job_id: int, machine_paths: list[str]) -> list[str]:
     """Deploy (or restore) a batch of machines one by one; the next batch ([] when done or halted)."""
     release: _Release | None = None
+    # Only the job's state changes while it runs: the row and its relations are read once per batch.
+    job = Job.objects.select_related("change", "plan_job", "requested_by").get(pk=job_id)
     for machine in machine_paths:
-        job = Job.objects.select_related("change", "plan_job", "requested_by").get(pk=job_id)
-        if job.state != State.RUNNING:
+        if Job.objects.filter(pk=job_id).values_list("state", flat=True).first() != State.RUNNING:
             return []  # cancelled or halted between machines: the rest stays untouched
         if job.plans.filter(machine_path=machine).exists():
             continue
