@@ -25,6 +25,9 @@ those of ``bench_dryrun.py`` (imported, not copied), with harmless reload comman
 4. the floor: one ``rsync -a`` of the same files (one per machine, a staging tree) to all live roots,
    locally and over the same sshd, each repeat after the same reset.
 
+``--profile FILE`` then runs one more deploy per scenario in this process under cProfile (the worker's
+code path without Celery), saves it to ``FILE.<scenario>`` and prints the top functions.
+
 Exit status 0 when every target is met, 1 otherwise.
 """
 
