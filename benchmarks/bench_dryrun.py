@@ -90,8 +90,15 @@ class Layout:
         self.bare = work / "origin.git"
 
 
-def build_repo(layout: Layout, sshd) -> None:
+def build_repo(layout: Layout, sshd, reload=None) -> None:
+    """``reload(env, machine)``: the reload commands of the machine's application (default
+    ``systemctl reload app``, which dry runs only list; a deploy over SSH runs them)."""
     tree = layout.work / "tree"
+
+    def deploy_section(env_name: str, machine: str) -> str:
+        commands = reload(env_name, machine) if reload else ["systemctl reload app"]
+        return f"[deploy]\nreload = {json.dumps(commands)}\n"
+
     run(["git", "init", "-q", "-b", "main", str(tree)])
     env = {**os.environ, "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
            "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.com",
@@ -109,7 +116,7 @@ def build_repo(layout: Layout, sshd) -> None:
     write("local/README.md", "# Local machines\n")
     for m in layout.local:
         write(f"local/{m}/manifest.toml", f'[machine]\ntransport = "local"\nroot = "machines/{m}"\n')
-        write(f"local/{m}/app/manifest.toml", '[deploy]\nreload = ["systemctl reload app"]\n')
+        write(f"local/{m}/app/manifest.toml", deploy_section("local", m))
         for i in range(layout.files):
             write(f"local/{m}/app/files/{rel_file(i)}", content(f"local/{m}", i))
     if layout.ssh:
@@ -117,7 +124,7 @@ def build_repo(layout: Layout, sshd) -> None:
     for m in layout.ssh:
         write(f"ssh/{m}/manifest.toml",
               f'[machine]\ntransport = "ssh"\nhost = "{sshd.host}"\nport = {sshd.port}\nuser = "{sshd.user}"\n')
-        write(f"ssh/{m}/app/manifest.toml", '[deploy]\nreload = ["systemctl reload app"]\n')
+        write(f"ssh/{m}/app/manifest.toml", deploy_section("ssh", m))
         for i in range(layout.files):
             target = f"{layout.ssh_root}/{m}/{rel_file(i)}".lstrip("/")
             write(f"ssh/{m}/app/files/{target}", content(f"ssh/{m}", i))

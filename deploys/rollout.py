@@ -29,6 +29,7 @@ from deploys.models import Job, MachinePlan
 from deploys.services import DeployConflict, DeployForbidden, _event, _log
 from fleet import apply, look
 from fleet.declared import by_target, declared_configuration
+from fleet.manifest import MachineDeclaration
 from fleet.planner import CHANGED
 from fleet.transport import FileWrite, ManualMachine, TransportError, Unreachable, open_machine
 
@@ -160,19 +161,38 @@ def backup_dir(job_id: int, machine_path: str) -> Path:
 
 def rollout_run_batch(*, job_id: int, machine_paths: list[str]) -> list[str]:
     """Deploy (or restore) a batch of machines one by one; the next batch ([] when done or halted)."""
+    release: _Release | None = None
+    # Only the job's state changes while it runs: the row and its relations are read once per batch.
+    job = Job.objects.select_related("change", "plan_job", "requested_by").get(pk=job_id)
     for machine in machine_paths:
-        job = Job.objects.select_related("change", "plan_job", "requested_by").get(pk=job_id)
-        if job.state != State.RUNNING:
+        if Job.objects.filter(pk=job_id).values_list("state", flat=True).first() != State.RUNNING:
             return []  # cancelled or halted between machines: the rest stays untouched
         if job.plans.filter(machine_path=machine).exists():
             continue
         if job.kind == Job.Kind.RESTORE:
             _store(job, machine, _restore_one(job, machine))
         else:
-            _store(job, machine, _deploy_one(job, machine))
+            release = release or _Release(job.revision, machine_paths)
+            _store(job, machine, _deploy_one(job, machine, release))
         if _halt_if_needed(job_id):
             return []
     return _next_batch(job_id)
+
+
+class _Release:
+    """The release's declaration of a batch's machines, read from Git once for all of them (per
+    machine, the secret rule and the manifests cost more than the write itself)."""
+
+    def __init__(self, revision: str, machines: list[str]):
+        self.error = ""
+        self.declarations: dict[str, MachineDeclaration] = {}
+        try:
+            self.repo = cmdb_services.get_repo()
+            self.declarations = declared_configuration(
+                self.repo, revision, machines=machines, local_root_base=settings.CMDB_LOCAL_ROOT_BASE,
+                secret_patterns=secret_patterns(self.repo, revision))
+        except GitError as exc:
+            self.error = str(exc)
 
 
 class _Outcome:
@@ -182,7 +202,7 @@ class _Outcome:
         self.items, self.reload, self.reload_results = items or [], reload or [], reload_results or []
 
 
-def _deploy_one(job: Job, machine: str) -> _Outcome:
+def _deploy_one(job: Job, machine: str, release: _Release) -> _Outcome:
     plan = job.plan_job.plans.filter(machine_path=machine).first() if job.plan_job else None
     if plan is None:
         return _Outcome(Status.SKIPPED, "not in the plan")
@@ -207,17 +227,16 @@ def _deploy_one(job: Job, machine: str) -> _Outcome:
         else:
             wanted.append(item)
         items.append(shown)
-    try:
-        repo = cmdb_services.get_repo()
-        decl = declared_configuration(repo, job.revision, machines=[machine],
-                                      local_root_base=settings.CMDB_LOCAL_ROOT_BASE,
-                                      secret_patterns=secret_patterns(repo, job.revision)).get(machine)
-    except GitError as exc:
-        return _Outcome(Status.ERROR, f"Cannot read the repository: {exc}", items)
+    if release.error:
+        return _Outcome(Status.ERROR, f"Cannot read the repository: {release.error}", items)
+    decl = release.declarations.get(machine)
     if decl is None or decl.errors:
         return _Outcome(Status.ERROR, "The machine has no usable declaration at the release.", items)
-    contents = by_target(decl, repo.read_blobs({decl.files[i["target"]].blob_sha for i in wanted
-                                                if i["target"] in decl.files}))
+    try:
+        contents = by_target(decl, release.repo.read_blobs({decl.files[i["target"]].blob_sha for i in wanted
+                                                            if i["target"] in decl.files}))
+    except GitError as exc:
+        return _Outcome(Status.ERROR, f"Cannot read the repository: {exc}", items)
     writes = []
     for item in wanted:
         declared = decl.files.get(item["target"])

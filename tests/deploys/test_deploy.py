@@ -272,3 +272,63 @@ def test_two_deploys_of_one_change_at_once_make_one_job(released, approver, staf
                                    lambda: rollout.deploy_start(acting_user=staff, change=released))
     assert len(results) == 1 and len(errors) == 1 and isinstance(errors[0], DeployConflict), errors
     assert Job.objects.filter(kind=Job.Kind.DEPLOY).count() == 1
+
+
+THREE = ["web1", "web2", "web3"]
+
+
+@pytest.fixture
+def three_planned(work_repo, tmp_path, settings, make_change, requester, approver,
+                  django_capture_on_commit_callbacks):
+    """Three local machines in one deploy batch, a released change to one file on each, and its plan."""
+    from tests.gitutil import on_branch
+
+    settings.CMDB_LOCAL_ROOT_BASE = tmp_path / "live"
+    settings.CMDB_DEPLOY_ENVIRONMENTS = ["prod"]
+    settings.CMDB_DEPLOY_BACKUP_DIR = tmp_path / "backups"
+    settings.CMDB_DEPLOY_CANARY, settings.CMDB_DEPLOY_BATCH = 0, 10
+    for m in THREE:
+        work_repo.write(f"prod/{m}/manifest.toml", f'[machine]\ntransport = "local"\nroot = "machines/{m}"\n')
+        work_repo.write(f"prod/{m}/app/files/etc/app.conf", "v1\n")
+        live = tmp_path / "live/machines" / m / "etc/app.conf"
+        live.parent.mkdir(parents=True)
+        live.write_text("v1\n")
+    work_repo.commit("Three machines")
+    on_branch(work_repo, "change/three", {f"prod/{m}/app/files/etc/app.conf": f"v2 {m}\n" for m in THREE})
+    cr = make_change("change/three")
+    with django_capture_on_commit_callbacks(execute=True):
+        change_services.change_submit(change=cr, acting_user=requester)
+        change_services.change_approve(change=cr, acting_user=approver)
+        cr = change_services.change_implement(change=cr, acting_user=approver)
+    plan(cr, approver, django_capture_on_commit_callbacks)
+    return cr, {m: tmp_path / "live/machines" / m / "etc/app.conf" for m in THREE}
+
+
+def test_a_batch_reads_the_release_from_git_once_for_all_its_machines(
+        three_planned, approver, monkeypatch, django_capture_on_commit_callbacks):
+    cr, live = three_planned
+    reads, real = [], rollout.declared_configuration
+    monkeypatch.setattr(rollout, "declared_configuration",
+                        lambda *args, **kwargs: reads.append(sorted(kwargs["machines"])) or real(*args, **kwargs))
+    job = deploy(cr, approver, django_capture_on_commit_callbacks)
+    assert (job.state, dict(job.plans.values_list("machine_path", "status"))) == (
+        "succeeded", {f"prod/{m}": "applied" for m in THREE}), job.error
+    assert reads == [[f"prod/{m}" for m in THREE]]  # one read of the release for the whole batch
+    assert {m: path.read_text() for m, path in live.items()} == {m: f"v2 {m}\n" for m in THREE}
+
+
+def test_a_deploy_cancelled_between_machines_leaves_the_rest_of_its_batch_untouched(
+        three_planned, approver, monkeypatch, django_capture_on_commit_callbacks):
+    cr, live = three_planned
+    real_store = rollout._store
+
+    def cancel_after_the_first(job, machine, outcome):
+        real_store(job, machine, outcome)
+        if machine == "prod/web1":
+            dryruns.dryrun_cancel(job=Job.objects.get(pk=job.pk), acting_user=approver)
+
+    monkeypatch.setattr(rollout, "_store", cancel_after_the_first)
+    job = deploy(cr, approver, django_capture_on_commit_callbacks)
+    assert job.state == "cancelled"
+    assert dict(job.plans.values_list("machine_path", "status")) == {"prod/web1": "applied"}
+    assert {m: path.read_text() for m, path in live.items()} == {"web1": "v2 web1\n", "web2": "v1\n", "web3": "v1\n"}
