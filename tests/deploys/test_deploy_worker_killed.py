@@ -77,7 +77,8 @@ class Stack:
     """PostgreSQL, Redis, an sshd, the origin repository, the machines' trees and the workers."""
 
     def __init__(self, tmp: Path):
-        self.tmp, self.workers = tmp, []
+        self.tmp = tmp
+        self.workers: list[Proc] = []
         self.pg = start_postgres(tmp)
         self.redis = Redis(tmp / "redis", port=free_port())
         self.redis.workdir.mkdir()
@@ -199,7 +200,8 @@ def test_a_worker_killed_mid_deploy_leaves_whole_files_no_rerun_and_a_restorable
     wait(stack.marker.exists, "the reload of m3", stack)
     assert stack.job(job)["rows"] == {"prod/m1": "applied", "prod/m2": "applied"}
     worker.kill(signal.SIGKILL)  # the whole process group: the pool child dies with it
-    assert redis.Redis.from_url(stack.redis.url).hlen("unacked") == 0  # acknowledged on receipt: nothing to redeliver
+    # Acknowledged on receipt: the batch in flight is not waiting in the broker to be delivered again.
+    assert redis.Redis.from_url(stack.redis.url).hlen("unacked") == 0
 
     before = trees(stack)
     assert not [p for p in before if ".cmdb-" in Path(p).name], before.keys()
