@@ -6,6 +6,8 @@ keep their ``changes_`` names: the models moved here from ``changes`` with their
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
@@ -81,6 +83,10 @@ class Job(models.Model):
     def is_finished(self) -> bool:
         return self.state in self.FINISHED_STATES
 
+    def backup_dir(self, machine_path: str) -> Path:
+        """Where a deploy keeps what it replaced on one machine (read by the reaper and restores)."""
+        return Path(settings.CMDB_DEPLOY_BACKUP_DIR) / str(self.pk) / machine_path.replace("/", "__")
+
     @property
     def progress_percent(self) -> int:
         return int(100 * self.machines_done / self.machines_total) if self.machines_total else 100
@@ -97,6 +103,9 @@ class MachinePlan(models.Model):
         APPLIED = "applied"  # deploys and restores from here on
         SKIPPED = "skipped"  # nothing written (changed since plan, not enabled, no backup)
         FAILED = "failed"  # a write or reload failed; the files written were put back
+        # The worker died while the machine was being deployed (its backup was made): each file is the
+        # old or the new one, whole; a restore puts them back. Set by the reaper.
+        INTERRUPTED = "interrupted"
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="plans")
     machine_path = models.CharField(max_length=1000)

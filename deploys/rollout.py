@@ -13,7 +13,6 @@ mid-deploy leaves no half-written file (every write is a rename) and the reaper 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -106,7 +105,8 @@ def restore_start(*, acting_user, deploy: Job) -> Job:
         raise DeployForbidden("Only approvers and staff may restore machines.")
     if deploy.kind != Job.Kind.DEPLOY or deploy.state not in (State.FAILED, State.HALTED, State.INTERRUPTED):
         raise DeployConflict("Only a failed, halted or interrupted deploy can be restored.")
-    machines = list(deploy.plans.filter(status=Status.APPLIED).values_list("machine_path", flat=True))
+    machines = list(deploy.plans.filter(status__in=(Status.APPLIED, Status.INTERRUPTED))
+                    .values_list("machine_path", flat=True))
     if not machines:
         raise DeployConflict("No machine of this deploy was written: there is nothing to restore.")
     with transaction.atomic():
@@ -153,10 +153,6 @@ def _next_batch(job_id: int, *, first: bool = False) -> list[str]:
         return []
     size = settings.CMDB_DEPLOY_CANARY if first and settings.CMDB_DEPLOY_CANARY else settings.CMDB_DEPLOY_BATCH
     return remaining[:size]
-
-
-def backup_dir(job_id: int, machine_path: str) -> Path:
-    return Path(settings.CMDB_DEPLOY_BACKUP_DIR) / str(job_id) / machine_path.replace("/", "__")
 
 
 def rollout_run_batch(*, job_id: int, machine_paths: list[str]) -> list[str]:
@@ -251,7 +247,7 @@ def _deploy_one(job: Job, machine: str, release: _Release) -> _Outcome:
                                 for c in decl.reload.get(app, [])))
     try:
         with open_machine(decl.access, ssh_settings=look.ssh_settings_from(settings)) as target:
-            done = apply.apply_machine(target, writes, expected, reload=reload, backup_dir=backup_dir(job.pk, machine))
+            done = apply.apply_machine(target, writes, expected, reload=reload, backup_dir=job.backup_dir(machine))
     except ManualMachine as exc:
         return _Outcome(Status.MANUAL, exc.message, items)
     except Unreachable as exc:
@@ -280,7 +276,7 @@ def _restore_one(job: Job, machine: str) -> _Outcome:
         return _Outcome(Status.ERROR, "The machine is not in the repository at the deploy's revision.")
     try:
         with open_machine(decl.access, ssh_settings=look.ssh_settings_from(settings)) as target:
-            done = apply.restore_machine(target, backup_dir(deploy.pk, machine))
+            done = apply.restore_machine(target, deploy.backup_dir(machine))
     except TransportError as exc:
         return _Outcome(Status.UNREACHABLE if isinstance(exc, Unreachable) else Status.ERROR, exc.message)
     items = [{"target": t, "action": "restore", "result": r} for t, r in done.files.items()]
@@ -315,6 +311,7 @@ def _halt_if_needed(job_id: int) -> bool:
     if failed < settings.CMDB_DEPLOY_MAX_FAILURES:
         return False
     with transaction.atomic():
+        # Lock the job's row only: PostgreSQL cannot lock the nullable side (change) of an outer join.
         job = Job.objects.select_for_update(of=("self",)).select_related("change").get(pk=job_id)
         if job.state != State.RUNNING:
             return True

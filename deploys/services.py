@@ -24,7 +24,7 @@ from cmdb.gitrepo import ConfigRepo, GitError, UnknownRevision
 from cmdb.indexer import secret_patterns
 from deploys import permissions
 from deploys.models import Job, JobLogLine, MachinePlan
-from fleet import look, planner
+from fleet import apply, look, planner
 from fleet.declared import declared_configuration
 from portal.errors import ServiceError
 
@@ -256,6 +256,20 @@ def dryrun_fail_machines(*, job_id: int, machine_paths: list[str], reason: str) 
             _save_plan(job_id, machine, Status.ERROR, reason=reason)
 
 
+def _cut_short(job: Job, now) -> list[str]:
+    """The machines of a dead deploy that were being written when its worker died: no result stored,
+    but their backup is complete (it is made before the first write). Each gets an ``interrupted``
+    row, so that they are not reported untouched and a restore puts their files back."""
+    cut = [m for m in job.machines if not job.plans.filter(machine_path=m).exists()
+           and (job.backup_dir(m) / apply.MANIFEST).is_file()]
+    for machine in cut:
+        MachinePlan.objects.create(job=job, machine_path=machine, status=Status.INTERRUPTED, finished_at=now,
+                                   reason=f"the worker stopped while this machine was being deployed: each file is "
+                                          f"the old or the new one, whole; the backup is kept in "
+                                          f"{job.backup_dir(machine)}")
+    return cut
+
+
 def dryrun_reap_stale() -> int:
     """Close jobs that stopped making progress: no plan stored for longer than twice a batch's time
     limit (a lost batch is redelivered well within that). What was planned is kept; the machines
@@ -279,17 +293,22 @@ def dryrun_reap_stale() -> int:
                 continue
             planned = set(job.plans.values_list("machine_path", flat=True))
             job.machines_missing = [m for m in job.machines if m not in planned]
+            cut = _cut_short(job, now) if job.kind == Job.Kind.DEPLOY else []
+            job.machines_missing = [m for m in job.machines_missing if m not in cut]
             if job.writes:
                 job.state = State.INTERRUPTED
                 job.error = (f"Interrupted: no progress for {int(limit.total_seconds())} s; {len(planned)} machine(s) "
-                             f"done, {len(job.machines_missing)} not touched; backups kept in "
+                             f"done, " + (f"{len(cut)} cut short while being written ({', '.join(cut)}: each file "
+                                         "old or new, whole; a restore puts them back), " if cut else "")
+                             + f"{len(job.machines_missing)} not touched; backups kept in "
                              f"{settings.CMDB_DEPLOY_BACKUP_DIR}/{pk}.")
             else:
                 job.state = State.INCOMPLETE
                 job.error = (f"Interrupted: no progress for {int(limit.total_seconds())} s; "
                              f"{len(job.machines_missing)} machine(s) without a plan.")
             job.finished_at = now
-            job.save(update_fields=["state", "finished_at", "error", "machines_missing"])
+            job.machines_done += len(cut)
+            job.save(update_fields=["state", "finished_at", "error", "machines_missing", "machines_done"])
             reaped += 1
             _log(pk, job.error + " " + ", ".join(job.machines_missing[:50]), "error")
             if job.writes:

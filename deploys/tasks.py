@@ -54,7 +54,7 @@ def dryrun_reap() -> int:
 # Deploys and restores write to machines: their tasks are acknowledged on receipt and never run twice
 # (a redelivered batch could write again over what a person fixed meanwhile); a lost batch ends the job
 # "interrupted" through the reaper.
-@shared_task(name="deploys.tasks.deploy_dispatch")
+@shared_task(name="deploys.tasks.deploy_dispatch", acks_late=False)
 def deploy_dispatch(job_id: int) -> None:
     first = rollout.rollout_begin(job_id=job_id)
     if first:

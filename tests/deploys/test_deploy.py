@@ -332,3 +332,29 @@ def test_a_deploy_cancelled_between_machines_leaves_the_rest_of_its_batch_untouc
     assert job.state == "cancelled"
     assert dict(job.plans.values_list("machine_path", "status")) == {"prod/web1": "applied"}
     assert {m: path.read_text() for m, path in live.items()} == {"web1": "v2 web1\n", "web2": "v1\n", "web3": "v1\n"}
+
+
+def test_a_machine_cut_short_by_a_dead_worker_is_named_and_restored(
+        released, approver, dry_env, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    plan(released, approver, django_capture_on_commit_callbacks)
+    job = rollout.deploy_start(acting_user=approver, change=released)  # queued; run by hand below
+    Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, progress_at=timezone.now() - timedelta(hours=2))
+    rollout._deploy_one(Job.objects.get(pk=job.pk), "prod/web1",  # written, then the worker died: no row
+                        rollout._Release(job.revision, ["prod/web1"]))
+    assert (dry_env["web1"] / "etc/nginx/new.conf").exists()
+    assert dryruns.dryrun_reap_stale() == 1
+    job.refresh_from_db()
+    web1 = MachinePlan.objects.get(job=job, machine_path="prod/web1")
+    assert (job.state, web1.status) == ("interrupted", "interrupted") and str(job.backup_dir("prod/web1")) in web1.reason
+    assert "1 cut short while being written (prod/web1" in job.error
+    assert job.machines_missing == ["prod/db1", "prod/ssh1"] and job.machines_done == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        restore = rollout.restore_start(acting_user=approver, deploy=job)
+    restore.refresh_from_db()
+    assert (restore.state, restore.machines) == ("succeeded", ["prod/web1"])
+    assert (dry_env["web1"] / "etc/nginx/old.conf").read_text() == "# legacy\n"
+    assert not (dry_env["web1"] / "etc/nginx/new.conf").exists()
