@@ -25,6 +25,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
+from audits import adopt
+from audits.errors import AuditConflict, AuditError, AuditForbidden
 from audits.models import AuditRun, Finding, MachineResult, MachineStatus, ManualCheck, percent
 from audits.permissions import OPEN_CHANGE_DENIAL, can_acknowledge, can_check, can_open_change, can_start
 from changes import services as change_services
@@ -33,9 +35,7 @@ from cmdb import services as cmdb_services
 from cmdb.gitrepo import ConfigRepo, GitError
 from cmdb.indexer import secret_patterns
 from fleet import look
-from fleet.declared import declared_configuration, is_machine_dir
-from fleet.transport import TransportError
-from portal.errors import ServiceError
+from fleet.declared import is_machine_dir
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +43,6 @@ State = AuditRun.State
 Status = MachineResult.Status
 Kind = Finding.Kind
 FState = Finding.State
-
-
-class AuditError(ServiceError):
-    """Base of audit errors; ``str()`` is the message shown to users."""
-
-    status = 400
-
-
-class AuditForbidden(AuditError):
-    status = 403
-
-
-class AuditConflict(AuditError):
-    """Another run of the scope is active, or the finding was handled meanwhile."""
-
-    status = 409
 
 
 # --- starting ------------------------------------------------------------------------------------------
@@ -449,18 +433,23 @@ def _branch_for(kind: str, finding: Finding) -> str:
 
 
 def finding_adopt(*, finding: Finding, acting_user, note: str = "") -> Finding:
-    """Commit what is live into a new branch and open a change request with it (the repository then
-    matches reality once the change is approved and released). Content and mode drift only."""
+    """Turn the live edits into a new branch from main and open a change request with it (the
+    repository then matches reality once the change is approved and released). Content and mode drift
+    only; only what the machine changed is applied onto main as it is now (:mod:`audits.adopt`), so a
+    release made since the audit is kept, and the adopt is refused when both changed the same lines."""
     if not can_open_change(acting_user):
         raise AuditForbidden(OPEN_CHANGE_DENIAL)
     if finding.state != FState.OPEN:
         raise AuditConflict(f"This finding is already {finding.get_state_display()}.")
-    files = _adopted_files(finding)
+    adopted = adopt.adoption(finding)
     branch = _branch_for("adopt", finding)
     what = "content" if finding.kind == Kind.CONTENT else f"mode {finding.live}"
     message = (f"Adopt live {what} of {finding.target} on {finding.machine_path}\n\n"
-               f"Audit #{finding.run_id}, finding #{finding.pk}." + (f"\n\n{note.strip()}" if note.strip() else ""))
-    head = change_services.branch_push_new(acting_user=acting_user, branch=branch, files=files, message=message)
+               f"Audit #{finding.run_id} of {finding.run.scope_label} ({finding.run.main_sha[:10]}), "
+               f"machine {finding.machine_path}, finding #{finding.pk}.\n\n{adopted.how}"
+               + (f"\n\n{note.strip()}" if note.strip() else ""))
+    head = change_services.branch_push_new(acting_user=acting_user, branch=branch, files=adopted.files,
+                                           message=message, base=adopted.main_sha)
     with _discard_on_failure(branch, head):
         return _open_change(finding, acting_user, branch, FState.ADOPTED, note,
                             title=f"Adopt live {what} of {finding.target} on {finding.machine_path}",
@@ -504,33 +493,6 @@ def _open_change(finding: Finding, user, branch: str, state: str, note: str, *, 
                                                redeploy=list(redeploy))
         _handled(locked, user, state, note.strip() or title, change)
     return locked
-
-
-def _adopted_files(finding: Finding) -> dict[str, tuple[bytes, str]]:
-    """What to write into the repository for an adopt: the live content (read again now, and refused
-    if it moved since the audit) or the live mode, at the declaring source path."""
-    refusal = finding.adopt_refusal
-    if refusal:
-        raise AuditError(refusal)
-    repo = cmdb_services.get_repo()
-    entry = repo.entry(finding.run.main_sha, finding.source_path) if finding.source_path else None
-    if entry is None or entry.type != "blob" or entry.is_symlink:
-        raise AuditError(f"{finding.source_path or finding.target} is not a regular file in the repository.")
-    if finding.kind == Kind.MODE:
-        return {finding.source_path: (repo.read_blob(entry.sha), "100755" if finding.live == "0755" else "100644")}
-    declared = declared_configuration(repo, finding.run.main_sha, machines=[finding.machine_path],
-                                      local_root_base=settings.CMDB_LOCAL_ROOT_BASE).get(finding.machine_path)
-    if declared is None or declared.errors:
-        raise AuditError(f"{finding.machine_path} has no usable declaration on {finding.run.main_sha[:10]}.")
-    result = look.read_live(declared.access, [finding.target], ssh_settings=look.ssh_settings_from(settings))
-    if isinstance(result, TransportError):
-        raise AuditConflict(f"Cannot read {finding.target} on {finding.machine_path}: {result.message}")
-    live = result.files.get(finding.target)
-    content = result.contents.get(finding.target)
-    if live is None or content is None or live.sha256 != finding.live_sha256:
-        raise AuditConflict(f"{finding.target} on {finding.machine_path} changed since audit #{finding.run_id} "
-                            "(or cannot be read): run the audit again before adopting it.")
-    return {finding.source_path: (content, entry.mode)}
 
 
 # --- manual checks -------------------------------------------------------------------------------------

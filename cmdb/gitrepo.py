@@ -105,8 +105,21 @@ class FileDiff:
     is_binary: bool
 
 
+@dataclass(frozen=True, slots=True)
+class MergeResult:
+    """One file merged three ways: ``content`` holds conflict markers where ``conflicts`` > 0."""
+
+    content: bytes
+    conflicts: int
+
+
 def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+
+
+def _author_env(author: tuple[str, str]) -> dict[str, str]:
+    return {**_base_env(), "GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1],
+            "GIT_COMMITTER_NAME": author[0], "GIT_COMMITTER_EMAIL": author[1]}
 
 
 def _decode(raw: bytes) -> str:
@@ -180,15 +193,8 @@ class ConfigRepo:
     def fetch(self, branch: str) -> str:
         """Fetch every branch and tag from origin (pruning, forced) and return origin's ``branch`` sha."""
         try:
-            self._repo.git.fetch(
-                "--prune",
-                "--force",
-                "--no-tags",
-                "origin",
-                "+refs/heads/*:refs/remotes/origin/*",
-                "+refs/tags/*:refs/tags/*",
-                kill_after_timeout=self.timeout,
-            )
+            self._repo.git.fetch("--prune", "--force", "--no-tags", "origin", "+refs/heads/*:refs/remotes/origin/*",
+                                 "+refs/tags/*:refs/tags/*", kill_after_timeout=self.timeout)
         except GitCommandError as exc:
             detail = _decode(exc.stderr.encode() if isinstance(exc.stderr, str) else exc.stderr or b"").strip()
             raise RepositoryUnavailable(f"Cannot fetch from origin: {detail or exc}") from exc
@@ -269,18 +275,38 @@ class ConfigRepo:
         if result.returncode != 0 or not lines:
             raise GitError(f"git merge-tree failed: {_decode(result.stderr).strip()}")
         tree = lines[0].strip()
-        env = {
-            "GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1],
-            "GIT_COMMITTER_NAME": author[0], "GIT_COMMITTER_EMAIL": author[1],
-        }
         out = subprocess.run(
             ["git", "-C", str(self.path), "commit-tree", tree, "-p", target, "-p", source, "-F", "-"],
-            input=message.encode(), capture_output=True, timeout=self.timeout, check=False,
-            env={**_base_env(), **env},
+            input=message.encode(), capture_output=True, timeout=self.timeout, check=False, env=_author_env(author),
         )
         if out.returncode != 0:
             raise GitError(f"git commit-tree failed: {_decode(out.stderr).strip()}")
         return out.stdout.decode().strip(), False
+
+    def merge_file(self, base: bytes, ours: bytes, theirs: bytes, *,
+                   labels: tuple[str, str, str] = ("ours", "base", "theirs")) -> MergeResult:
+        """The edits ``base`` -> ``theirs`` applied onto ``ours`` (``git merge-file --diff3``; ``labels``
+        name ours, base, theirs in the conflict markers). When one side alone changed, that side is the
+        result as it is (binary content too); otherwise binary content is refused (GitError)."""
+        if ours in (base, theirs):
+            return MergeResult(theirs, 0)
+        if theirs == base:
+            return MergeResult(ours, 0)
+        if any(b"\0" in data[:8000] for data in (base, ours, theirs)):  # Git's own binary test
+            raise GitError("Binary content cannot be merged line by line.")
+        with tempfile.TemporaryDirectory(prefix="cmdb-merge-") as tmp:
+            files = [Path(tmp) / name for name in ("ours", "base", "theirs")]
+            for path, data in zip(files, (ours, base, theirs), strict=True):
+                path.write_bytes(data)
+            cmd = ["git", "-C", str(self.path), "merge-file", "-p", "--diff3",
+                   *(arg for label in labels for arg in ("-L", label)), *map(str, files)]
+            try:
+                result = subprocess.run(cmd, capture_output=True, timeout=self.timeout, check=False, env=_base_env())
+            except subprocess.TimeoutExpired as exc:
+                raise GitError(f"git merge-file timed out after {self.timeout}s.") from exc
+        if not 0 <= result.returncode < 128:  # the count of conflicts, or a negative status on failure
+            raise GitError(f"git merge-file failed: {_decode(result.stderr).strip() or result.returncode}")
+        return MergeResult(result.stdout, result.returncode)
 
     def push(self, sha: str, branch: str, *, expect: str) -> None:
         """Move origin's ``branch`` to ``sha`` only if it is still at ``expect`` (no lost updates)."""
@@ -306,11 +332,7 @@ class ConfigRepo:
         mode "100644"/"100755")) written; no work tree, no branch moved. ``files`` may be empty (a
         commit that only records intent). Returns the new commit's sha."""
         parent = self.resolve(parent)
-        env = {
-            **_base_env(),
-            "GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1],
-            "GIT_COMMITTER_NAME": author[0], "GIT_COMMITTER_EMAIL": author[1],
-        }
+        env = _author_env(author)
         with tempfile.TemporaryDirectory(prefix="cmdb-index-") as tmp:
             env["GIT_INDEX_FILE"] = str(Path(tmp) / "index")
 
@@ -502,14 +524,8 @@ class ConfigRepo:
             if len(fields) < 6:
                 continue
             sha, parents, name, email, ts, summary = fields[:6]
-            info = CommitInfo(
-                sha=sha,
-                author_name=name,
-                author_email=email,
-                committed_at=datetime.fromtimestamp(int(ts), tz=UTC),
-                summary=summary,
-                parents=tuple(parents.split()),
-            )
+            info = CommitInfo(sha=sha, author_name=name, author_email=email, summary=summary,
+                              committed_at=datetime.fromtimestamp(int(ts), tz=UTC), parents=tuple(parents.split()))
             if not with_names:
                 yield info, []
                 continue
