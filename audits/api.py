@@ -244,8 +244,9 @@ def urlpatterns() -> list:
              _finding_action("acknowledge", "Accept the drift with a note (approvers, staff).").as_view(),
              name="api-finding-acknowledge"),
         path("findings/<id:pk>/adopt/",
-             _finding_action("adopt", "Commit the live content (or mode) into a new branch and open a change "
-                                      "request with it (requesters, approvers, staff).").as_view(),
+             _finding_action("adopt", "Apply the live edits (or mode) onto main in a new branch and open a change "
+                                      "request with it; 409 with the conflicting lines when main changed the same "
+                                      "lines since the audit (requesters, approvers, staff).").as_view(),
              name="api-finding-adopt"),
         path("findings/<id:pk>/restore/",
              _finding_action("restore", "Open a change request recording the intent to re-deploy the declared "

@@ -1,4 +1,4 @@
-"""Refusals of auditing (see :mod:`portal.errors`)."""
+"""The refusals of audits (one family with every app's: :mod:`portal.errors`)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,6 @@ class AuditForbidden(AuditError):
 
 
 class AuditConflict(AuditError):
-    """Another run of the scope is active, or the finding was handled meanwhile."""
+    """Another run of the scope is active, the finding was handled meanwhile, or what it saw moved since."""
 
     status = 409

@@ -455,22 +455,23 @@ def _branch_for(kind: str, finding: Finding) -> str:
 
 
 def finding_adopt(*, finding: Finding, acting_user, note: str = "") -> Finding:
-    """Commit what is live into a new branch and open a change request with it (the repository then
-    matches reality once the change is approved and released). Content and mode drift only."""
+    """Turn the live edits into a new branch from main and open a change request with it (the
+    repository then matches reality once the change is approved and released). Content and mode drift
+    only; only what the machine changed is applied onto main as it is now (:mod:`audits.adopt`), so a
+    release made since the audit is kept, and the adopt is refused when both changed the same lines."""
     if not can_open_change(acting_user):
         raise AuditForbidden(OPEN_CHANGE_DENIAL)
     if finding.state != FState.OPEN:
         raise AuditConflict(f"This finding is already {finding.get_state_display()}.")
-    main, files = adopt.adopted_files(finding)
+    adopted = adopt.adoption(finding)
     branch = _branch_for("adopt", finding)
     what = "content" if finding.kind == Kind.CONTENT else f"mode {finding.live}"
     message = (f"Adopt live {what} of {finding.target} on {finding.machine_path}\n\n"
-               f"Audit #{finding.run_id}, finding #{finding.pk}." + (f"\n\n{note.strip()}" if note.strip() else ""))
-    message += ("\n\nOnly the live edit is applied: the difference between what audit #"
-                f"{finding.run_id} found declared and what is live, merged onto {settings.CMDB_BRANCH} "
-                f"({main[:10]}).")
-    head = change_services.branch_push_new(acting_user=acting_user, branch=branch, files=files, message=message,
-                                           parent=main)
+               f"Audit #{finding.run_id} of {finding.run.scope_label} ({finding.run.main_sha[:10]}), "
+               f"machine {finding.machine_path}, finding #{finding.pk}.\n\n{adopted.how}"
+               + (f"\n\n{note.strip()}" if note.strip() else ""))
+    head = change_services.branch_push_new(acting_user=acting_user, branch=branch, files=adopted.files,
+                                           message=message, base=adopted.main_sha)
     with _discard_on_failure(branch, head):
         return _open_change(finding, acting_user, branch, FState.ADOPTED, note,
                             title=f"Adopt live {what} of {finding.target} on {finding.machine_path}",

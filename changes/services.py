@@ -187,15 +187,15 @@ def _branch_state(repo: ConfigRepo, branch: str) -> BranchState:
 
 
 def branch_push_new(*, acting_user, branch: str, files: Mapping[str, tuple[bytes, str]], message: str,
-                    parent: str = "") -> str:
-    """Create ``branch`` on origin: one commit on top of main (or ``parent``, a commit of main the
-    caller computed ``files`` against) writing ``files`` (path -> (content, mode)).
-
+                    base: str | None = None) -> str:
+    """Create ``branch`` on origin: one commit writing ``files`` (path -> (content, mode)) on ``base``,
+    the commit of main the caller computed ``files`` from (default main's head now), so a main that
+    moved meanwhile is merged when the change is released, never overwritten by the branch.
     Refused (BadBranch) when the branch already exists on origin; nothing is left behind on failure.
     Returns the new head.
     """
     repo = fetch()
-    main = parent or repo.origin_head(settings.CMDB_BRANCH)
+    main = base or repo.origin_head(settings.CMDB_BRANCH)
     try:
         sha = repo.commit_files(main, files, message=message, author=_author(acting_user))
         repo.push(sha, branch, expect="")

@@ -445,20 +445,28 @@ class ConfigRepo:
 
     def merge_file(self, base: bytes, ours: bytes, theirs: bytes, *,
                    labels: tuple[str, str, str] = ("ours", "base", "theirs")) -> MergedText:
-        """Three-way merge of one text file's contents (``git merge-file``, no repository state)."""
-        if any(b"\0" in data[:8000] for data in (base, ours, theirs)):
-            raise GitError("Binary files cannot be merged.")
+        """The edits ``base`` -> ``theirs`` applied onto ``ours`` (``git merge-file --diff3``; ``labels``
+        name ours, base, theirs in the conflict markers). When one side alone changed, that side is the
+        result as it is (binary content too); otherwise binary content is refused (GitError)."""
+        if ours in (base, theirs):
+            return MergedText(theirs, 0)
+        if theirs == base:
+            return MergedText(ours, 0)
+        if any(b"\0" in data[:8000] for data in (base, ours, theirs)):  # Git's own binary test
+            raise GitError("Binary content cannot be merged line by line.")
         with tempfile.TemporaryDirectory(prefix="cmdb-merge-") as tmp:
-            paths = []
-            for name, data in (("ours", ours), ("base", base), ("theirs", theirs)):
-                path = Path(tmp) / name
+            files = [Path(tmp) / name for name in ("ours", "base", "theirs")]
+            for path, data in zip(files, (ours, base, theirs), strict=True):
                 path.write_bytes(data)
-                paths.append(str(path))
-            args = ["git", "merge-file", "-p", "-L", labels[0], "-L", labels[1], "-L", labels[2], *paths]
-            done = subprocess.run(args, capture_output=True, env=_base_env(), timeout=self.timeout, check=False)
-        if done.returncode < 0 or done.returncode > 127:
-            raise GitError(f"git merge-file failed: {_decode(done.stderr).strip()[:300]}")
-        return MergedText(done.stdout, done.returncode)
+            cmd = ["git", "-C", str(self.path), "merge-file", "-p", "--diff3",
+                   *(arg for label in labels for arg in ("-L", label)), *map(str, files)]
+            try:
+                result = subprocess.run(cmd, capture_output=True, timeout=self.timeout, check=False, env=_base_env())
+            except subprocess.TimeoutExpired as exc:
+                raise GitError(f"git merge-file timed out after {self.timeout}s.") from exc
+        if not 0 <= result.returncode < 128:  # the count of conflicts, or a negative status on failure
+            raise GitError(f"git merge-file failed: {_decode(result.stderr).strip() or result.returncode}")
+        return MergedText(result.stdout, result.returncode)
 
     def read_blob(self, sha: str) -> bytes:
         return self._run("cat-file", "blob", sha)
