@@ -17,51 +17,23 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from changes.models import ChangeEvent, ChangeRequest
 from deploys.models import Job, MachinePlan
 from tests.changes.browser import Session
-from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 BRANCH = "change/nginx-tls-hardening"
 NGINX = "/etc/nginx/nginx.conf"
 HOTFIX = "client_max_body_size 64m;  # hotfix INC-2026-118, not in Git yet"
 DECLARED_BODY_SIZE = "client_max_body_size 10m;"
 TLS_LINE = "ssl_protocols TLSv1.3;"
-
-
-@pytest.fixture
-def demo(tmp_path, settings, db):
-    """The demo repository built as ``make demo`` builds it, on origin and synced; deploys write to its
-    local machine trees (CMDB_LOCAL_ROOT_BASE, CMDB_DEPLOY_ENVIRONMENTS as in scripts/demo.sh)."""
-    from cmdb import services
-
-    out = tmp_path / "demo-source"
-    subprocess.run([sys.executable, str(ROOT / "demo" / "build_demo_repo.py"), str(out)], check=True,
-                   capture_output=True, text=True)
-    settings.CMDB_REPO_URL = str(out / "origin.git")
-    settings.CMDB_LOCAL_ROOT_BASE = out
-    settings.CMDB_DEPLOY_ENVIRONMENTS = ["production", "test"]
-    settings.CMDB_DEPLOY_BACKUP_DIR = tmp_path / "deploy-backups"
-    services.repo_sync(trigger="test")
-    return out
-
-
-@pytest.fixture
-def second_approver(db, django_user_model):
-    user = django_user_model.objects.create_user(username="bob_approver", password=PASSWORD)
-    user.groups.add(Group.objects.get_or_create(name="approvers")[0])
-    return user
 
 
 def _git_show(origin: Path, rev: str, path: str) -> str:
@@ -152,6 +124,7 @@ def test_demo_release_deploy_verify_and_revert(browser, live_server, demo, reque
     expect(web1).to_have_attribute("data-status", "planned")
     expect(web1.locator("[data-conflicts]")).to_have_text("1 conflict(s)")
     expect(web1.locator('[data-origin-group="conflict"]')).to_contain_text("edited by hand")
+    expect(web1.locator('[data-origin-group="conflict"]')).to_contain_text("to keep a hand edit, commit it")
     nginx = web1.locator(f'.plan-item[data-target="{NGINX}"]')
     expect(nginx).to_have_attribute("data-origin", "conflict")
     # main → live: the hand edit; live → declared: what deploying would do, the hotfix undone
@@ -163,6 +136,9 @@ def test_demo_release_deploy_verify_and_revert(browser, live_server, demo, reque
     # the mode drift of shopfront.service is not the change's business: left as it is
     drift = web1.locator('details[data-origin-group="drift"]')
     expect(drift.locator('.plan-item[data-target="/etc/systemd/system/shopfront.service"]')).to_have_count(1)
+    drifted = drift.locator(".plan-item")
+    assert sorted(drifted.nth(i).get_attribute("data-target") for i in range(drifted.count())) == [
+        "/etc/shopfront/config.yaml", "/etc/systemd/system/shopfront.service"]  # a group, a mode
     rick.shot("dry-run-conflict")
 
     page.locator(".breadcrumb").get_by_role("link", name=change.reference).click()
@@ -235,12 +211,14 @@ def test_demo_release_deploy_verify_and_revert(browser, live_server, demo, reque
     expect(applied).to_have_attribute("data-status", "applied")
     expect(applied.locator(f'.plan-item[data-target="{NGINX}"]')).to_contain_text("written")
     expect(page.get_by_text("as confirmed, the conflicting hand edits")).to_be_visible()
+    # nginx reloads; shopfront is not restarted for its drift (its files are not written)
+    expect(applied.locator("[data-reload-results] code")).to_have_text(["nginx -t", "systemctl reload nginx"])
     sam.shot("deployed")
 
     # the machine holds the release; the hotfix is gone, kept in the deploy's backup; drift untouched
     assert web1_nginx.read_text() == hardened
     assert oct(shopfront.stat().st_mode & 0o777) == "0o600"
-    backups = list((Path(demo.parent) / "deploy-backups" / str(deploy.pk)).rglob("*"))
+    backups = list((demo.parent / "deploy-backups" / str(deploy.pk)).rglob("*"))
     assert any(f.is_file() and HOTFIX in f.read_text(errors="replace") for f in backups)
 
     # --- the change request: verification passed; staff verify it ----------------------------------------
