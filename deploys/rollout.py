@@ -310,7 +310,7 @@ def _halt_if_needed(job_id: int) -> bool:
     if failed < settings.CMDB_DEPLOY_MAX_FAILURES:
         return False
     with transaction.atomic():
-        job = Job.objects.select_for_update().select_related("change").get(pk=job_id)
+        job = Job.objects.select_for_update(of=("self",)).select_related("change").get(pk=job_id)
         if job.state != State.RUNNING:
             return True
         done = set(job.plans.values_list("machine_path", flat=True))
@@ -328,7 +328,8 @@ def _halt_if_needed(job_id: int) -> bool:
 
 def _finish(job_id: int) -> None:
     with transaction.atomic():
-        job = Job.objects.select_for_update().select_related("change").get(pk=job_id)
+        # of=self: the change is a nullable (outer) join, which PostgreSQL refuses to lock
+        job = Job.objects.select_for_update(of=("self",)).select_related("change").get(pk=job_id)
         if job.state != State.RUNNING or job.machines_done < job.machines_total:
             return
         failed = job.plans.filter(status__in=FAILING).count()

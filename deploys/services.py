@@ -273,7 +273,7 @@ def dryrun_reap_stale() -> int:
     reaped = 0
     for pk, limit in stale:
         with transaction.atomic():
-            job = (Job.objects.select_for_update().select_related("change")
+            job = (Job.objects.select_for_update(of=("self",)).select_related("change")
                    .filter(pk=pk, state__in=(State.RUNNING, State.QUEUED)).first())
             if job is None:
                 continue
