@@ -29,7 +29,7 @@ from deploys.services import DeployConflict, DeployForbidden, _event, _log
 from fleet import apply, look
 from fleet.declared import by_target, declared_configuration
 from fleet.manifest import MachineDeclaration
-from fleet.planner import CHANGED
+from fleet.planner import CHANGED, FileAction, reload_commands
 from fleet.transport import FileWrite, ManualMachine, TransportError, Unreachable, open_machine
 
 log = logging.getLogger(__name__)
@@ -242,9 +242,7 @@ def _deploy_one(job: Job, machine: str, release: _Release) -> _Outcome:
             writes.append(FileWrite(declared.target, contents[declared.target], declared.mode, declared.owner,
                                     declared.group, declared.kind))
     expected = {i["target"]: apply.Expected.from_item(i) for i in wanted}
-    # Only the applications whose files are written reload (a kept conflict or drift changes nothing).
-    reload = list(dict.fromkeys(c for app in sorted({i.get("app_path", "") for i in wanted})
-                                for c in decl.reload.get(app, [])))
+    reload = _reload_for(release.repo, job, machine, decl, wanted) if writes else []
     try:
         with open_machine(decl.access, ssh_settings=look.ssh_settings_from(settings)) as target:
             done = apply.apply_machine(target, writes, expected, reload=reload, backup_dir=job.backup_dir(machine))
@@ -261,6 +259,22 @@ def _deploy_one(job: Job, machine: str, release: _Release) -> _Outcome:
             shown["result"] = "not written"
     return _Outcome({apply.APPLIED: Status.APPLIED, apply.SKIPPED: Status.SKIPPED}.get(done.status, Status.FAILED),
                     done.reason, items, reload, done.commands_as_dicts())
+
+
+def _reload_for(repo, job: Job, machine: str, decl, wanted: list[dict]) -> list[str]:
+    """The reload commands of the applications whose files this deploy writes. The plan's own list
+    also names applications with drift or unconfirmed conflicts: their files stay as they are, so
+    restarting their services would only disturb production for nothing."""
+    actions = [FileAction(i["target"], i["action"], app_path=i.get("app_path", "")) for i in wanted]
+    baseline = None
+    # a file deleted with its whole application: only the declaration before the release names its reload
+    if job.baseline_sha and any(a.action == "delete" and a.app_path not in decl.reload for a in actions):
+        try:
+            baseline = declared_configuration(repo, job.baseline_sha, machines=[machine],
+                                              local_root_base=settings.CMDB_LOCAL_ROOT_BASE).get(machine)
+        except GitError:
+            baseline = None
+    return reload_commands(decl, actions, baseline)
 
 
 def _restore_one(job: Job, machine: str) -> _Outcome:

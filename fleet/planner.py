@@ -180,9 +180,10 @@ def _plan_file(decl: DeclaredFile, lf: LiveFile | None, data: bytes | None, live
         changes.append("content")
     if decl.kind == "file" and lf.kind == "file" and lf.mode is not None and lf.mode != decl.mode:
         changes.append("mode")
-    if decl.owner is not None and lf.owner != decl.owner:
+    # a transport that cannot know owners (a local machine, portal not root) reports None: not compared
+    if decl.owner is not None and lf.owner is not None and lf.owner != decl.owner:
         changes.append("owner")
-    if decl.group is not None and lf.group != decl.group:
+    if decl.group is not None and lf.group is not None and lf.group != decl.group:
         changes.append("group")
     if not changes:
         return FileAction(decl.target, "unchanged", **base, **live_meta)  # type: ignore[arg-type]
@@ -240,7 +241,8 @@ def _holds(lf: LiveFile | None, decl: DeclaredFile | None, data: bytes | None) -
         return False
     if decl.kind == "file" and lf.mode is not None and lf.mode != decl.mode:
         return False
-    return (decl.owner is None or lf.owner == decl.owner) and (decl.group is None or lf.group == decl.group)
+    return ((decl.owner is None or lf.owner is None or lf.owner == decl.owner)
+            and (decl.group is None or lf.group is None or lf.group == decl.group))
 
 
 def annotate_origins(

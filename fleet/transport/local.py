@@ -28,6 +28,13 @@ from fleet.transport.base import (
 
 
 # --- local ---------------------------------------------------------------------------------------------
+def manages_ownership() -> bool:
+    """Whether owners and groups of local machines are looked at and set: only root can give a file
+    to another user, so a portal run by an ordinary user (``make demo``) neither reports them (they
+    would all be drift it can never fix) nor tries to set them (every write would fail)."""
+    return os.geteuid() == 0
+
+
 class _Refused(Exception):
     def __init__(self, reason: str, *, exists: bool = False):
         super().__init__(reason)
@@ -140,10 +147,11 @@ class LocalTransport:
                 return LiveFile(path, False), None
             except PermissionError:
                 return LiveFile(path, False, error="permission denied (cannot look up the path)"), None
+            owned_here = manages_ownership()
             meta: dict[str, Any] = {
                 "mode": stat.S_IMODE(st.st_mode),
-                "owner": user_name(st.st_uid),
-                "group": group_name(st.st_gid),
+                "owner": user_name(st.st_uid) if owned_here else None,
+                "group": group_name(st.st_gid) if owned_here else None,
                 "size": st.st_size,
                 "kind": file_kind(st.st_mode),
             }
@@ -233,7 +241,7 @@ class LocalTransport:
                     with os.fdopen(fd, "wb") as handle:
                         handle.write(op.content)
                         handle.flush()
-                        if op.owner or op.group:
+                        if (op.owner or op.group) and manages_ownership():
                             os.fchown(handle.fileno(), _uid(op.owner), _gid(op.group))
                         os.fchmod(handle.fileno(), op.mode)
                         os.fsync(handle.fileno())

@@ -74,9 +74,11 @@ def test_a_deploy_writes_the_change_only_and_keeps_drift_and_unconfirmed_conflic
     assert results["/etc/nginx/nginx.conf"] == "kept: conflict not confirmed"
     assert results["/etc/app/app.conf"] == "left as it is (drift)"
     assert (results["/etc/nginx/new.conf"], results["/etc/nginx/old.conf"]) == ("written", "deleted")
-    # only nginx's files were written: only nginx reloads; local: recorded, never run on the portal's host
+    # only nginx's files are written: app's restart (its app.conf is drift, its token an unconfirmed
+    # conflict) is not among the reload commands; local machines record them, never run them
     assert [(r["command"], r["ran"]) for r in result.reload_results] == [("nginx -t", False),
-                                                                        ("systemctl reload nginx", False)]
+                                                                          ("systemctl reload nginx", False)]
+    assert result.reload == ["nginx -t", "systemctl reload nginx"]
     statuses = dict(job.plans.values_list("machine_path", "status"))
     assert statuses == {"prod/db1": "manual", "prod/ssh1": "skipped", "prod/web1": "applied"}
     backup = settings.CMDB_DEPLOY_BACKUP_DIR / str(job.pk) / "prod__web1"
@@ -95,6 +97,9 @@ def test_confirmed_conflicts_are_overwritten_and_the_confirmation_is_recorded(
     assert (web1 / "etc/nginx/nginx.conf").stat().st_mode & 0o777 == 0o640
     assert ChangeEvent.objects.get(change=released, action="deploy-started").data["confirm_conflicts"] is True
     assert job.state == "succeeded"
+    # the token of app is written too (confirmed): app restarts as well
+    assert MachinePlan.objects.get(job=job, machine_path="prod/web1").reload == [
+        "systemctl restart app", "nginx -t", "systemctl reload nginx"]
 
 
 def test_a_machine_that_moved_since_the_plan_is_skipped_untouched(
