@@ -14,19 +14,6 @@ from deploys.services import DeployConflict, DeployForbidden
 from fleet.transport import LocalTransport, TransportError
 
 
-@pytest.fixture
-def released(dry_env, make_change, requester, approver, settings, tmp_path, django_capture_on_commit_callbacks):
-    """The dry-run repository's change request, approved and released to main."""
-    settings.CMDB_DEPLOY_ENVIRONMENTS = ["prod"]
-    settings.CMDB_DEPLOY_BACKUP_DIR = tmp_path / "backups"
-    cr = make_change(dry_env["branch"])
-    with django_capture_on_commit_callbacks(execute=True):
-        change_services.change_submit(change=cr, acting_user=requester)
-        change_services.change_approve(change=cr, acting_user=approver)
-        cr = change_services.change_implement(change=cr, acting_user=approver)
-    return cr
-
-
 def plan(cr, user, capture, **kwargs) -> Job:
     with capture(execute=True):
         job = dryruns.dryrun_start(acting_user=user, change=cr, **kwargs)

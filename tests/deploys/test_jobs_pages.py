@@ -7,7 +7,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from changes import services as change_services
 from deploys import rollout
 from deploys import services as dryruns
 from deploys.models import Job, MachinePlan
@@ -54,18 +53,6 @@ def test_the_jobs_list_filters_and_costs_the_same_whatever_the_number_of_jobs(st
 def test_the_jobs_list_needs_a_login(client):
     assert client.get(reverse("jobs:job_list")).status_code == 302
     assert client.get("/api/jobs/").status_code in (401, 403)
-
-
-@pytest.fixture
-def released(dry_env, make_change, requester, approver, settings, tmp_path, django_capture_on_commit_callbacks):
-    settings.CMDB_DEPLOY_ENVIRONMENTS = ["prod"]
-    settings.CMDB_DEPLOY_BACKUP_DIR = tmp_path / "backups"
-    cr = make_change(dry_env["branch"])
-    with django_capture_on_commit_callbacks(execute=True):
-        change_services.change_submit(change=cr, acting_user=requester)
-        change_services.change_approve(change=cr, acting_user=approver)
-        cr = change_services.change_implement(change=cr, acting_user=approver)
-    return cr
 
 
 def test_the_change_page_offers_the_reviewed_plan_to_approvers_and_deploys_it(
