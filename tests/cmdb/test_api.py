@@ -552,7 +552,7 @@ def test_docs_are_served_from_local_static_files_only(synced, viewer, client_for
         assert script.status_code == 200 and script["Content-Type"].startswith("application/javascript")
         html += script.content.decode()
     assert "/static/drf_spectacular_sidecar/" in html
-    assert "cdn" not in html.lower()
+    assert "cdn" not in re.sub(r"[A-Za-z0-9]{64}", "", html).lower()  # a CSRF token may spell it
     assert "https://" not in html and "http://" not in html
     assert not re.search(r"""(src|href)\s*=\s*["']?//""", html)
     assert "/api/schema/" in html
