@@ -77,6 +77,8 @@ CMDB_DEPLOY_ENVIRONMENTS = env_list("CMDB_DEPLOY_ENVIRONMENTS", [])
 CMDB_DEPLOY_SUDO = env_bool("CMDB_DEPLOY_SUDO", False)  # SSH writes through `sudo -n` (a non-root deploy user)
 CMDB_DEPLOY_CANARY = env_int("CMDB_DEPLOY_CANARY", 1, minimum=0)  # machines in the first batch (0: no canary)
 CMDB_DEPLOY_BATCH = env_int("CMDB_DEPLOY_BATCH", 10, minimum=1)
+# Personal API tokens must expire within this many days (0: tokens may never expire).
+CMDB_API_TOKEN_MAX_DAYS = env_int("CMDB_API_TOKEN_MAX_DAYS", 0, minimum=0)
 CMDB_DEPLOY_MAX_FAILURES = env_int("CMDB_DEPLOY_MAX_FAILURES", 1, minimum=1)  # failed machines that halt a rollout
 CMDB_DEPLOY_TIME_LIMIT = env_int("CMDB_DEPLOY_TIME_LIMIT", 1800, minimum=60)  # per batch
 # Previous files of every machine a deploy wrote, per job (sensitive: 0700).
@@ -97,7 +99,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -111,6 +112,7 @@ INSTALLED_APPS = [
     "changes",
     "audits",
     "deploys",
+    "accounts",
 ]
 
 MIDDLEWARE = [

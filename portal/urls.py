@@ -11,5 +11,6 @@ urlpatterns = [
     path("changes/", include("changes.urls")),
     path("jobs/", include("deploys.urls")),
     path("audits/", include("audits.urls")),
+    path("account/", include("accounts.urls")),
     path("", include("cmdb.urls")),
 ]
