@@ -24,7 +24,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := redis-server postgresql openssh-server rsync chromium git
 
 # Files checked by mypy. Extend with `MYPY_FILES += path.py` below or on the command line.
-MYPY_FILES := cmdb/gitrepo.py cmdb/services.py cmdb/indexer.py cmdb/layout.py cmdb/secrets.py cmdb/markdown.py cmdb/search.py fleet changes/services.py changes/permissions.py deploys audits/services.py audits/queries.py audits/tasks.py audits/permissions.py portal/errors.py portal/roles.py portal/middleware.py audits/adopt.py audits/errors.py cmdb/gittypes.py changes/verification.py portal/views.py portal/listing.py cmdb/lint.py cmdb/views.py cmdb/api changes/views.py changes/api changes/impact.py changes/diffs.py changes/queries.py changes/tasks.py audits/views.py audits/api.py portal/env.py portal/backup.py portal/tasks.py portal/throttling.py portal/auth.py portal/api.py cmdb/converters.py accounts
+MYPY_FILES := cmdb/gitrepo.py cmdb/services.py cmdb/indexer.py cmdb/layout.py cmdb/secrets.py cmdb/markdown.py cmdb/search.py fleet changes/services.py changes/permissions.py deploys audits/services.py audits/queries.py audits/tasks.py audits/permissions.py portal/errors.py portal/roles.py portal/middleware.py audits/adopt.py audits/errors.py cmdb/gittypes.py changes/verification.py portal/views.py portal/listing.py cmdb/lint.py cmdb/views.py cmdb/api changes/views.py changes/api changes/impact.py changes/diffs.py changes/queries.py changes/tasks.py audits/views.py audits/api.py portal/env.py portal/backup.py portal/tasks.py portal/throttling.py portal/auth.py portal/api.py cmdb/converters.py accounts portal/metrics.py
 
 PYTEST_ARGS ?=
 

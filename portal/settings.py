@@ -77,6 +77,10 @@ CMDB_DEPLOY_ENVIRONMENTS = env_list("CMDB_DEPLOY_ENVIRONMENTS", [])
 CMDB_DEPLOY_SUDO = env_bool("CMDB_DEPLOY_SUDO", False)  # SSH writes through `sudo -n` (a non-root deploy user)
 CMDB_DEPLOY_CANARY = env_int("CMDB_DEPLOY_CANARY", 1, minimum=0)  # machines in the first batch (0: no canary)
 CMDB_DEPLOY_BATCH = env_int("CMDB_DEPLOY_BATCH", 10, minimum=1)
+# /metrics answers a scraper sending "Authorization: Bearer <this>"; empty: the endpoint is off.
+CMDB_METRICS_TOKEN = env_str("CMDB_METRICS_TOKEN", "")
+if CMDB_METRICS_TOKEN and len(CMDB_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("CMDB_METRICS_TOKEN must be at least 16 characters (or empty: no /metrics).")
 # Personal API tokens must expire within this many days (0: tokens may never expire).
 CMDB_API_TOKEN_MAX_DAYS = env_int("CMDB_API_TOKEN_MAX_DAYS", 0, minimum=0)
 CMDB_DEPLOY_MAX_FAILURES = env_int("CMDB_DEPLOY_MAX_FAILURES", 1, minimum=1)  # failed machines that halt a rollout

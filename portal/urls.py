@@ -1,10 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from portal import views
+from portal import metrics, views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("portal.api_urls")),
