@@ -81,6 +81,13 @@ CMDB_DEPLOY_BATCH = env_int("CMDB_DEPLOY_BATCH", 10, minimum=1)
 CMDB_METRICS_TOKEN = env_str("CMDB_METRICS_TOKEN", "")
 if CMDB_METRICS_TOKEN and len(CMDB_METRICS_TOKEN) < 16:
     raise ImproperlyConfigured("CMDB_METRICS_TOKEN must be at least 16 characters (or empty: no /metrics).")
+# Retention (days; 0 keeps everything, the default): job plans, job logs, per-machine audit results.
+# The last CMDB_RETAIN_KEEP_LAST per machine, and whatever a finding, an unfinished change request or
+# a baseline refers to, are always kept (deploys/retention.py, audits/retention.py).
+CMDB_RETAIN_JOB_PLANS_DAYS = env_int("CMDB_RETAIN_JOB_PLANS_DAYS", 0, minimum=0)
+CMDB_RETAIN_JOB_LOGS_DAYS = env_int("CMDB_RETAIN_JOB_LOGS_DAYS", 0, minimum=0)
+CMDB_RETAIN_AUDIT_RESULTS_DAYS = env_int("CMDB_RETAIN_AUDIT_RESULTS_DAYS", 0, minimum=0)
+CMDB_RETAIN_KEEP_LAST = env_int("CMDB_RETAIN_KEEP_LAST", 3, minimum=1)
 # Personal API tokens must expire within this many days (0: tokens may never expire).
 CMDB_API_TOKEN_MAX_DAYS = env_int("CMDB_API_TOKEN_MAX_DAYS", 0, minimum=0)
 CMDB_DEPLOY_MAX_FAILURES = env_int("CMDB_DEPLOY_MAX_FAILURES", 1, minimum=1)  # failed machines that halt a rollout
@@ -380,4 +387,6 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audits.tasks.audit_reap",
         "schedule": 300.0,
     },
+    "deploys-retention": {"task": "deploys.tasks.jobs_prune", "schedule": crontab(hour="3", minute="40")},
+    "audits-retention": {"task": "audits.tasks.results_prune", "schedule": crontab(hour="3", minute="50")},
 }
