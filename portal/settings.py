@@ -9,6 +9,7 @@ from pathlib import Path
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from portal import sso
 from portal.env import (
     database_from_url,
     env_bool,
@@ -132,8 +133,17 @@ MIDDLEWARE = [
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # refuses logins while an account or address is locked out
-    "django.contrib.auth.backends.ModelBackend",
+    "django.contrib.auth.backends.ModelBackend",  # local accounts: always, for break-glass staff
 ]
+# --- single sign-on (portal/sso.py): each backend only when configured ------------------------------
+_LDAP = sso.ldap_settings()
+if _LDAP:
+    globals().update(_LDAP)
+    AUTHENTICATION_BACKENDS.append("portal.auth_ldap.DirectoryBackend")
+_OIDC = sso.oidc_settings()
+if _OIDC:
+    globals().update(_OIDC)
+    AUTHENTICATION_BACKENDS.append("portal.auth_oidc.ProviderBackend")
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
@@ -257,7 +267,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
     # asyncssh logs several lines per connection: a fleet-wide run would flood the log.
-    "loggers": {"asyncssh": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+    "loggers": {"asyncssh": {"level": "WARNING"}, "axes": {"level": "WARNING"},
+                # django-auth-ldap logs every lookup at DEBUG; failures reach portal.auth_ldap's warnings.
+                "django_auth_ldap": {"level": "WARNING"}},
 }
 
 # --- REST API ----------------------------------------------------------------------------------------

@@ -249,3 +249,21 @@ def api_for(db):
         return client
 
     return make
+
+
+# --- single sign-on: a real directory and a real OpenID provider ----------------------------------
+DIRECTORY_PEOPLE = {"olivia": "Olivia Ops", "arthur": "Arthur Approver", "dana": "Dana Admin"}
+DIRECTORY_GROUPS = {"ops": ["olivia", "arthur"], "change-board": ["arthur"], "it-admins": ["dana"],
+                    "unrelated": ["olivia"]}
+
+
+@pytest.fixture
+def directory(tmp_path):
+    """slapd on loopback with DIRECTORY_PEOPLE (password tests.fixtures.ldap_server.USER_PASSWORD) in
+    DIRECTORY_GROUPS; stopped at the end."""
+    need("slapd", "slapadd", "ldapmodify")
+    from tests.fixtures.ldap_server import start_slapd
+
+    server = start_slapd(tmp_path / "slapd", DIRECTORY_PEOPLE, DIRECTORY_GROUPS)
+    yield server
+    server.stop()
