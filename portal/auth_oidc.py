@@ -18,7 +18,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import SuspiciousOperation
 from django.http import Http404
 from django.shortcuts import render
-from django.urls import path
+from django.urls import path, reverse
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
@@ -84,6 +84,10 @@ def _fail(request, reason: str) -> None:
 
 
 class CallbackView(OIDCAuthenticationCallbackView):
+    @property
+    def failure_url(self):
+        return reverse("sso_failed")
+
     def get(self, request):
         if request.GET.get("error"):
             description = request.GET.get("error_description") or request.GET["error"]

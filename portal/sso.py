@@ -201,7 +201,6 @@ def oidc_settings() -> dict:
         "OIDC_USE_PKCE": True,
         "OIDC_TIMEOUT": env_int("CMDB_OIDC_TIMEOUT", 10, minimum=1),
         "OIDC_AUTHENTICATION_CALLBACK_URL": "oidc_authentication_callback",
-        "LOGIN_REDIRECT_URL_FAILURE": "sso_failed",
         "CMDB_OIDC_PROVIDER_NAME": env_str("CMDB_OIDC_PROVIDER_NAME", "single sign-on"),
         "CMDB_OIDC_USERNAME_CLAIM": env_str("CMDB_OIDC_USERNAME_CLAIM", "preferred_username"),
         "CMDB_OIDC_GROUPS_CLAIM": env_str("CMDB_OIDC_GROUPS_CLAIM", "groups"),

@@ -267,3 +267,19 @@ def directory(tmp_path):
     server = start_slapd(tmp_path / "slapd", DIRECTORY_PEOPLE, DIRECTORY_GROUPS)
     yield server
     server.stop()
+
+
+OIDC_ACCOUNTS = {"olivia": {"name": "Olivia Ops", "groups": ["ops", "unrelated"]},
+                 "arthur": {"name": "Arthur Approver", "groups": ["ops", "change-board"]}}
+
+
+@pytest.fixture
+def oidc_provider(live_server, tmp_path):
+    """The npm ``oidc-provider`` under Node on a loopback port, its client redirecting to the live
+    server's callback; ``.set_groups(login, groups)`` changes a person's groups claim."""
+    need("node")
+    from tests.fixtures.oidc_server import start_oidc_provider
+
+    provider = start_oidc_provider(tmp_path / "oidc", f"{live_server.url}/oidc/callback/", OIDC_ACCOUNTS)
+    yield provider
+    provider.stop()
