@@ -54,5 +54,5 @@ def _mark(request) -> None:
 
 @receiver(ldap_error, sender=DirectoryBackend)
 def _directory_unreachable(sender, context, user, request=None, exception=None, **kwargs):
-    logger.warning("directory %s failed (%s): %s", settings.AUTH_LDAP_SERVER_URI, context, exception)
+    logger.warning("directory %s failed (%s): %s", getattr(settings, "AUTH_LDAP_SERVER_URI", ""), context, exception)
     _mark(request)

@@ -136,11 +136,17 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",  # local accounts: always, for break-glass staff
 ]
 # --- single sign-on (portal/sso.py): each backend only when configured ------------------------------
+# The libraries' own settings (AUTH_LDAP_*, OIDC_*) are set only when their method is configured.
 _LDAP = sso.ldap_settings()
+CMDB_LDAP_ROLE_MAP: sso.RoleMap | None = _LDAP.pop("CMDB_LDAP_ROLE_MAP", None)
 if _LDAP:
     globals().update(_LDAP)
     AUTHENTICATION_BACKENDS.append("portal.auth_ldap.DirectoryBackend")
 _OIDC = sso.oidc_settings()
+CMDB_OIDC_ROLE_MAP: sso.RoleMap | None = _OIDC.pop("CMDB_OIDC_ROLE_MAP", None)
+CMDB_OIDC_PROVIDER_NAME: str = _OIDC.pop("CMDB_OIDC_PROVIDER_NAME", "")
+CMDB_OIDC_USERNAME_CLAIM: str = _OIDC.pop("CMDB_OIDC_USERNAME_CLAIM", "preferred_username")
+CMDB_OIDC_GROUPS_CLAIM: str = _OIDC.pop("CMDB_OIDC_GROUPS_CLAIM", "groups")
 if _OIDC:
     globals().update(_OIDC)
     AUTHENTICATION_BACKENDS.append("portal.auth_oidc.ProviderBackend")
