@@ -107,14 +107,43 @@ def test_a_local_account_signs_in_beside_the_directory_and_is_never_taken_over(l
     assert roles_of("dana") == (set(), False)
 
 
-def test_an_unreachable_directory_says_so_and_local_accounts_still_sign_in(settings, monkeypatch, django_user_model):
-    configure_ldap(settings, monkeypatch, f"ldap://127.0.0.1:{free_port()}", ROLES)
+def test_a_directory_that_goes_down_is_named_and_local_accounts_still_sign_in(ldap_portal, django_user_model):
     django_user_model.objects.create_user("breakglass", password=PASSWORD, is_staff=True)
-    client, response = sign_in("olivia")
+    sign_in("arthur")
+    ldap_portal.stop()
+    client, response = sign_in("arthur")
     assert response.status_code == 200
     assert "The directory could not be reached" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+    assert roles_of("arthur") == ({"requesters", "approvers"}, False)  # kept until the directory answers
     _, response = sign_in("breakglass", PASSWORD)
     assert response.status_code == 302
+
+
+def test_a_directory_address_where_nothing_listens_is_named(settings, monkeypatch):
+    configure_ldap(settings, monkeypatch, f"ldap://127.0.0.1:{free_port()}", ROLES)
+    _, response = sign_in("olivia")
+    assert response.status_code == 200
+    assert "The directory could not be reached" in response.content.decode()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_directory_user_signs_in_in_the_browser(browser, live_server, ldap_portal):
+    from tests.changes.browser import Session
+
+    olivia = Session(browser, live_server.url, "olivia", prefix="ldap")
+    page = olivia.page
+    page.goto(f"{live_server.url}/accounts/login/")
+    assert page.get_by_text("Sign in with your directory account").is_visible()
+    page.get_by_label("Username").fill("olivia")
+    page.get_by_label("Password").fill(USER_PASSWORD)
+    olivia.shot("login")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live_server.url}/")
+    assert page.get_by_text("olivia").first.is_visible()
+    olivia.shot("signed-in")
+    assert roles_of("olivia") == ({"requesters"}, False)
 
 
 def test_start_tls_is_asked_of_the_directory_when_configured(ldap_portal, settings, monkeypatch):
