@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from functools import wraps
 
+import jwt
 import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -41,6 +42,18 @@ class ProviderBackend(OIDCAuthenticationBackend):
             logger.warning("OpenID sign-in refused: %s", exc)
             _fail(request, "The answer of the provider could not be verified.")
         return None
+
+    def verify_token(self, token, **kwargs):
+        try:
+            payload = super().verify_token(token, **kwargs)
+        except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:  # expired, malformed, missing
+            raise SuspiciousOperation(f"ID token not valid: {exc}") from exc
+        # mozilla-django-oidc leaves the audience unchecked: a token the provider issued to another
+        # of its clients is not a sign-in to the portal.
+        audience = payload.get("aud")
+        if settings.OIDC_RP_CLIENT_ID not in (audience if isinstance(audience, list) else [audience]):
+            raise SuspiciousOperation("ID token issued to another client")
+        return payload
 
     def _username(self, claims) -> str:
         value = claims.get(settings.CMDB_OIDC_USERNAME_CLAIM)

@@ -107,3 +107,17 @@ def test_configured_methods_are_offered_on_the_login_page_and_unconfigured_oidc_
     assert "Sign in with" not in page and "directory account" not in page
     assert client.get("/oidc/authenticate/").status_code == 404
     assert client.get("/oidc/callback/?code=x&state=y").status_code == 404
+
+
+@pytest.mark.parametrize("query", ["", "?code=x&state=forged", "?error=access_denied&error_description=No%20way",
+                                   "?state=x&error=server_error"])
+def test_a_callback_this_browser_did_not_start_ends_on_the_failure_page(client, settings, monkeypatch, db, query):
+    from tests.fixtures.sso import configure_oidc
+
+    configure_oidc(settings, monkeypatch, "http://127.0.0.1:9", "requesters=ops")
+    response = client.get(f"/oidc/callback/{query}", follow=True)
+    assert response.redirect_chain[-1][0] == "/oidc/failed/"
+    assert response.status_code == 403
+    assert "Sign-in with Example ID failed" in response.content.decode()
+    if "error=" in query:
+        assert "Example ID refused the sign-in" in response.content.decode()
