@@ -31,6 +31,11 @@ class DirectoryBackend(LDAPBackend):
             raise ldap_user.AuthenticationFailed(f"{username} is a local account")
         return user, built
 
+    def get_user(self, user_id):
+        user = super().get_user(user_id)
+        # As ModelBackend does: deactivating an account in the admin ends its open sessions.
+        return user if user is not None and user.is_active else None
+
     def authenticate_ldap_user(self, ldap_user, password):
         user = super().authenticate_ldap_user(ldap_user, password)
         if user is None:

@@ -43,6 +43,11 @@ class ProviderBackend(OIDCAuthenticationBackend):
             _fail(request, "The answer of the provider could not be verified.")
         return None
 
+    def get_user(self, user_id):
+        user = super().get_user(user_id)
+        # As ModelBackend does: deactivating an account in the admin ends its open sessions.
+        return user if user is not None and user.is_active else None
+
     def verify_token(self, token, **kwargs):
         try:
             payload = super().verify_token(token, **kwargs)

@@ -157,3 +157,11 @@ def test_start_tls_is_asked_of_the_directory_when_configured(ldap_portal, settin
     configure_ldap(settings, monkeypatch, ldap_portal.uri, ROLES, CMDB_LDAP_START_TLS="false")
     _, response = sign_in("olivia")
     assert response.status_code == 302
+
+
+def test_deactivating_a_directory_account_ends_its_open_session(ldap_portal, django_user_model):
+    client, _ = sign_in("olivia")
+    assert client.get("/").status_code == 200
+    django_user_model.objects.filter(username="olivia").update(is_active=False)
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
