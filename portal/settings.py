@@ -9,6 +9,7 @@ from pathlib import Path
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from portal import sso
 from portal.env import (
     database_from_url,
     env_bool,
@@ -145,8 +146,23 @@ MIDDLEWARE = [
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # refuses logins while an account or address is locked out
-    "django.contrib.auth.backends.ModelBackend",
+    "django.contrib.auth.backends.ModelBackend",  # local accounts: always, for break-glass staff
 ]
+# --- single sign-on (portal/sso.py): each backend only when configured ------------------------------
+# The libraries' own settings (AUTH_LDAP_*, OIDC_*) are set only when their method is configured.
+_LDAP = sso.ldap_settings()
+CMDB_LDAP_ROLE_MAP: sso.RoleMap | None = _LDAP.pop("CMDB_LDAP_ROLE_MAP", None)
+if _LDAP:
+    globals().update(_LDAP)
+    AUTHENTICATION_BACKENDS.append("portal.auth_ldap.DirectoryBackend")
+_OIDC = sso.oidc_settings()
+CMDB_OIDC_ROLE_MAP: sso.RoleMap | None = _OIDC.pop("CMDB_OIDC_ROLE_MAP", None)
+CMDB_OIDC_PROVIDER_NAME: str = _OIDC.pop("CMDB_OIDC_PROVIDER_NAME", "")
+CMDB_OIDC_USERNAME_CLAIM: str = _OIDC.pop("CMDB_OIDC_USERNAME_CLAIM", "preferred_username")
+CMDB_OIDC_GROUPS_CLAIM: str = _OIDC.pop("CMDB_OIDC_GROUPS_CLAIM", "groups")
+if _OIDC:
+    globals().update(_OIDC)
+    AUTHENTICATION_BACKENDS.append("portal.auth_oidc.ProviderBackend")
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
@@ -270,7 +286,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
     # asyncssh logs several lines per connection: a fleet-wide run would flood the log.
-    "loggers": {"asyncssh": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+    "loggers": {"asyncssh": {"level": "WARNING"}, "axes": {"level": "WARNING"},
+                # django-auth-ldap logs every lookup at DEBUG; failures reach portal.auth_ldap's warnings.
+                "django_auth_ldap": {"level": "WARNING"}},
 }
 
 # --- REST API ----------------------------------------------------------------------------------------

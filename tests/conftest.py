@@ -249,3 +249,37 @@ def api_for(db):
         return client
 
     return make
+
+
+# --- single sign-on: a real directory and a real OpenID provider ----------------------------------
+DIRECTORY_PEOPLE = {"olivia": "Olivia Ops", "arthur": "Arthur Approver", "dana": "Dana Admin"}
+DIRECTORY_GROUPS = {"ops": ["olivia", "arthur"], "change-board": ["arthur"], "it-admins": ["dana"],
+                    "unrelated": ["olivia"]}
+
+
+@pytest.fixture
+def directory(tmp_path):
+    """slapd on loopback with DIRECTORY_PEOPLE (password tests.fixtures.ldap_server.USER_PASSWORD) in
+    DIRECTORY_GROUPS; stopped at the end."""
+    need("slapd", "slapadd", "ldapmodify")
+    from tests.fixtures.ldap_server import start_slapd
+
+    server = start_slapd(tmp_path / "slapd", DIRECTORY_PEOPLE, DIRECTORY_GROUPS)
+    yield server
+    server.stop()
+
+
+OIDC_ACCOUNTS = {"olivia": {"name": "Olivia Ops", "groups": ["ops", "unrelated"]},
+                 "arthur": {"name": "Arthur Approver", "groups": ["ops", "change-board"]}}
+
+
+@pytest.fixture
+def oidc_provider(live_server, tmp_path):
+    """The npm ``oidc-provider`` under Node on a loopback port, its client redirecting to the live
+    server's callback; ``.set_groups(login, groups)`` changes a person's groups claim."""
+    need("node")
+    from tests.fixtures.oidc_server import start_oidc_provider
+
+    provider = start_oidc_provider(tmp_path / "oidc", f"{live_server.url}/oidc/callback/", OIDC_ACCOUNTS)
+    yield provider
+    provider.stop()

@@ -81,3 +81,13 @@ def test_only_one_module_speaks_ssh_and_one_speaks_git():
 
     assert importers("asyncssh") == ["fleet/transport/ssh.py"]
     assert importers("git") == ["cmdb/gitrepo.py"]
+
+
+def test_only_the_sign_in_modules_speak_ldap_and_openid_connect():
+    def importers(*libraries: str) -> list[str]:
+        return sorted(str(p.relative_to(ROOT)) for _, p in modules()
+                      if any(m.split(".")[0] in libraries for m, _ in imports(p)))
+
+    # portal/sso.py builds the directory's settings (search objects, group type); auth_ldap.py signs in.
+    assert importers("ldap", "django_auth_ldap") == ["portal/auth_ldap.py", "portal/sso.py"]
+    assert importers("mozilla_django_oidc", "requests") == ["portal/auth_oidc.py"]
