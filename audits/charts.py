@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-WIDTH, HEIGHT = 640, 240
-LEFT, RIGHT, TOP, BOTTOM = 40, 64, 12, 28  # room for the y ticks, the last values and the run dates
+WIDTH, HEIGHT = 480, 220  # scaled to the box: 0.8 on a phone, 1.2 at most (max-width in portal.css)
+LEFT, RIGHT, TOP, BOTTOM = 40, 52, 12, 28  # room for the y ticks, the last values and the run dates
 MARKER = 4.5
 LABEL_GAP = 12  # the last values of two lines never overlap: they are pushed apart by this much
 MAX_X_LABELS = 6
@@ -45,7 +45,6 @@ class Series:
     legend_marker: str = ""
     last: Point | None = None
     label_y: float = 0.0
-    label_marker: str = ""
 
     @property
     def last_value(self) -> float | None:
@@ -177,7 +176,6 @@ def compliance_chart(environments: list[dict]) -> Chart:
     _place_labels(labelled, chart.plot_top, chart.plot_bottom)
     for s in labelled:
         s.label_y = round(s.label_y, 1)
-        s.label_marker = marker_path(s.shape, chart.plot_right + 10, s.label_y - 4, 3.5)
     return chart
 
 

@@ -111,7 +111,7 @@ def test_the_chart_is_an_image_with_a_description_and_a_data_table():
     assert "<th scope=\"col\">prod</th><th scope=\"col\">test</th>" in html
     assert "<td>100%</td><td>100%</td>" in html and "<td>54.5%</td><td>100%</td>" in html
     assert 'data-last="54.5"' in html and ">54.5%</text>" in html
-    assert "viewBox=\"0 0 640 240\"" in html and "style=" not in html  # no inline style: the CSP forbids it
+    assert "viewBox=\"0 0 480 220\"" in html and "style=" not in html  # no inline style: the CSP forbids it
 
 
 def test_many_runs_label_only_some_dates_but_always_the_newest():
