@@ -3,8 +3,7 @@ who cannot see colour or the chart at all, and the pages that show it (home, aud
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.template.loader import render_to_string
@@ -13,7 +12,7 @@ from django.urls import reverse
 from audits.charts import DASHES, SHAPES, compliance_chart
 from audits.models import AuditRun, MachineStatus
 
-T0 = datetime(2026, 1, 1, 2, 0, tzinfo=dt_timezone.utc)
+T0 = datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
 
 
 def env(name, *values, first_run=1):
