@@ -30,7 +30,7 @@ STATES: dict[str, tuple[str, str]] = {
     "not-declared": ("·", "not declared"),
 }
 # The machine was not compared file by file: one state for the whole row.
-WHOLE_ROW = {Status.UNREACHABLE: "unreachable", Status.ERROR: "error", Status.MANUAL: "manual"}
+WHOLE_ROW: dict[str, str] = {Status.UNREACHABLE: "unreachable", Status.ERROR: "error", Status.MANUAL: "manual"}
 
 
 @dataclass
