@@ -89,7 +89,7 @@ def baseline_create(request: HttpRequest) -> HttpResponse:
     if not permissions.is_staff(request.user):
         raise PermissionDenied("Only staff may tag baselines.")
     if request.method != "POST":
-        return render(request, "changes/baseline_form.html", {"form": BaselineForm()})
+        return render(request, "changes/baseline_form.html", {"form": BaselineForm(), "choices": versions.rev_choices()})
     form = BaselineForm(request.POST)
     error, status = "", 400
     if form.is_valid():
@@ -102,7 +102,8 @@ def baseline_create(request: HttpRequest) -> HttpResponse:
             return redirect("changes:baseline_list")
     else:
         error = form_error(form)
-    return render(request, "changes/baseline_form.html", {"form": form, "error": error}, status=status)
+    return render(request, "changes/baseline_form.html", {"form": form, "error": error, "choices": versions.rev_choices()},
+                  status=status)
 
 
 @dataclass
