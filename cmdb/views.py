@@ -10,6 +10,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 from functools import wraps
+from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -419,7 +420,7 @@ def commit_detail(request: HttpRequest, sha: str) -> HttpResponse:
     parent = info.parents[0] if info.parents else None
     views = browse.present_diffs(diffs, revs=[parent, info.sha], can_view_secrets=_can_view_secrets(request),
                                  file_rev=info.sha)
-    context = {
+    context: dict[str, Any] = {
         "commit": browse.commit_row(info, path),
         "parents": [
             {"short_sha": p[:10], "url": with_query(reverse("cmdb:commit_detail", kwargs={"sha": p}), path=path)}
