@@ -14,6 +14,7 @@ from portal.env import (
     database_from_url,
     env_bool,
     env_crontab,
+    env_glob,
     env_int,
     env_list,
     env_path,
@@ -36,6 +37,8 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 CMDB_DATA_DIR = env_path("CMDB_DATA_DIR", BASE_DIR / "data")
 CMDB_REPO_URL = env_str("CMDB_REPO_URL")
 CMDB_BRANCH = env_str("CMDB_BRANCH", "main")
+# Tags made outside the portal that count as baselines (shell-style pattern on the tag name).
+CMDB_BASELINE_TAG_PATTERN = env_glob("CMDB_BASELINE_TAG_PATTERN", "*")
 CMDB_CLONE_DIR = CMDB_DATA_DIR / "repo"
 CMDB_WEBHOOK_SECRET = env_str("CMDB_WEBHOOK_SECRET")
 # A signed delivery is acted on once: its id and body digest are remembered this long.

@@ -167,8 +167,8 @@ def test_branches_and_tags_work_as_revisions_and_fill_the_picker(synced, viewer,
     branch = client.get(ci_url("production", rev="main"))
     assert "Changed after the baseline." in readme_html(branch)
     assert branch.context["at_indexed"] is True  # main is what the index holds: links drop the rev
-    assert '<option value="main">' in branch.content.decode()
-    assert '<option value="baseline">' in branch.content.decode()
+    assert '<option value="main" label="branch">' in branch.content.decode()
+    assert '<option value="baseline" label="tag">' in branch.content.decode()
 
 
 def test_unknown_revisions_are_a_404_page(synced, viewer, client_for):
