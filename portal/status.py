@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from audits.models import AuditRun
 from audits.queries import next_scheduled_audit, status_overview
-from changes.models import ChangeEvent, ChangeRequest, ImpactedCI
+from changes.models import ChangeEvent, ChangeRequest
 from cmdb import layout
 from cmdb.models import ConfigItem, SyncRun
 from deploys.models import Job
@@ -135,56 +135,50 @@ def _audit_reasons(overview: dict) -> list[Reason]:
 
 
 def _release_reasons(now: datetime) -> list[Reason]:
-    """Released change requests (implemented or verified) whose deploy broke, that were never
-    deployed where the portal deploys, or whose verification failed, is missing or waits too long."""
+    """Released change requests (implemented or verified) whose latest broken deploy was not followed
+    by a successful deploy or restore, that were never deployed where the portal deploys, or whose
+    verification failed, is missing or waits too long. One query, whatever the number of requests."""
     grace = timedelta(seconds=settings.CMDB_STATUS_RELEASE_GRACE)
     released_at = (ChangeEvent.objects.filter(change=OuterRef("pk"), action="merged").order_by()
                    .values("change").annotate(at=Max("at")).values("at"))
-    deployed = Job.objects.filter(change=OuterRef("pk"), kind=Job.Kind.DEPLOY)
-    changes = list(ChangeRequest.objects.filter(state__in=RELEASED)
-                   .annotate(released_at=Subquery(released_at), deployed=Exists(deployed))
-                   .only("id", "state", "verification", "updated_at"))
-    if not changes:
-        return []
-    envs: dict[int, set[str]] = defaultdict(set)
-    deploy_envs: dict[int, set[str]] = defaultdict(set)
-    machines: dict[int, set[str]] = defaultdict(set)
-    for change_id, env, machine, deploy in (ImpactedCI.objects.filter(change__state__in=RELEASED).exclude(environment="")
-                                            .values_list("change_id", "environment", "machine", "deploy")):
-        envs[change_id].add(env)
-        if deploy:
-            deploy_envs[change_id].add(env)
-            if machine:
-                machines[change_id].add(machine)
     healed = Job.objects.filter(change=OuterRef("change"), kind__in=HEALED_BY, state=Job.State.SUCCEEDED,
                                 created_at__gt=OuterRef("created_at"))
-    broken = (Job.objects.filter(kind=Job.Kind.DEPLOY, state__in=BROKEN_DEPLOYS, change__state__in=RELEASED)
-              .exclude(Exists(healed)).values_list("id", "change_id", "state"))
-
+    broken = (Job.objects.filter(change=OuterRef("pk"), kind=Job.Kind.DEPLOY, state__in=BROKEN_DEPLOYS)
+              .exclude(Exists(healed)).order_by("-created_at", "-id"))
+    changes = (ChangeRequest.objects.filter(state__in=RELEASED)
+               .annotate(released_at=Subquery(released_at),
+                         deployed=Exists(Job.objects.filter(change=OuterRef("pk"), kind=Job.Kind.DEPLOY)),
+                         broken_job=Subquery(broken.values("id")[:1]), broken_state=Subquery(broken.values("state")[:1]))
+               .only("id", "state", "verification", "impact", "updated_at"))
     found: dict[tuple[str, str], list[str]] = defaultdict(list)  # (code, environment) -> URLs of the items
-    for job_id, change_id, state in broken:
-        for env in deploy_envs.get(change_id) or envs.get(change_id, ()):
-            found[(f"deploy-{state}", env)].append(reverse("jobs:job_detail", kwargs={"pk": job_id}))
     for change in changes:
-        problem = _release_problem(change, machines.get(change.pk, set()), now, grace)
+        machines = change.machines()
+        # A documentation-only release still belongs to the environments whose READMEs it changed.
+        environments = sorted({m.split("/", 1)[0] for m in machines}) or change.environments()
+        if change.broken_job:
+            for env in environments:
+                found[(f"deploy-{change.broken_state}", env)].append(
+                    reverse("jobs:job_detail", kwargs={"pk": change.broken_job}))
+        problem = _release_problem(change, machines, now, grace)
         if problem:
-            for env in deploy_envs.get(change.pk) or envs.get(change.pk, ()):
+            for env in environments:
                 found[(problem, env)].append(change.get_absolute_url())
     return [_release_reason(code, env, urls) for (code, env), urls in sorted(found.items())]
 
 
-def _release_problem(change: ChangeRequest, machines: set[str], now: datetime, grace: timedelta) -> str:
+def _release_problem(change: ChangeRequest, machines: list[str], now: datetime, grace: timedelta) -> str:
     verification = change.verification or {}
     state = verification.get("state")
     deployable = any(deploy_enabled(m) for m in machines)
+    deployed = getattr(change, "deployed", False)  # annotated by the caller's query
     if change.state == ChangeRequest.State.VERIFIED:
         # A person verified it (a passed verification or an override with a reason); only a release
         # the portal should have deployed and never did is still worth saying.
-        return "not-deployed" if deployable and not change.deployed else ""
+        return "not-deployed" if deployable and not deployed else ""
     if state == "failed":
         return "verification-failed"
     released = getattr(change, "released_at", None) or change.updated_at
-    if deployable and not change.deployed:
+    if deployable and not deployed:
         return "not-deployed" if now - released > grace else ""
     if state == "pending":
         since = _parse(verification.get("at")) or released
