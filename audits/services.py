@@ -552,7 +552,7 @@ def manual_check_record(*, check: ManualCheck, acting_user, state: str, note: st
                                      message=f"Manual check of {locked.machine_path} (audit #{locked.run_id}): {state}"
                                      + (f"; open finding #{finding.pk}" if finding else ""),
                                      check=locked.pk, audit=locked.run_id, machine=locked.machine_path,
-                                     note=locked.note, finding=finding.pk if finding else None)
+                                     note=locked.note, **({"finding": finding.pk} if finding else {}))
         run_id, check_id = locked.run_id, locked.pk
         transaction.on_commit(lambda: signals.manual_check_recorded.send(sender=ManualCheck, run_id=run_id,
                                                                          check_id=check_id))
