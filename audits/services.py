@@ -548,11 +548,12 @@ def manual_check_record(*, check: ManualCheck, acting_user, state: str, note: st
         locked.checked_by, locked.checked_at = acting_user, timezone.now()
         locked.save(update_fields=["state", "note", "checked_by", "checked_at"])
         finding = _manual_finding(locked) if state == ManualCheck.State.DISCREPANCY else None
+        extra: dict[str, Any] = {"finding": finding.pk} if finding else {}
         change_services.record_event(actor=acting_user, action=f"manual-check-{state}",
                                      message=f"Manual check of {locked.machine_path} (audit #{locked.run_id}): {state}"
                                      + (f"; open finding #{finding.pk}" if finding else ""),
                                      check=locked.pk, audit=locked.run_id, machine=locked.machine_path,
-                                     note=locked.note, **({"finding": finding.pk} if finding else {}))
+                                     note=locked.note, **extra)
         run_id, check_id = locked.run_id, locked.pk
         transaction.on_commit(lambda: signals.manual_check_recorded.send(sender=ManualCheck, run_id=run_id,
                                                                          check_id=check_id))

@@ -297,7 +297,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "CM portal API",
     "DESCRIPTION": "Configuration items at any revision, lint, search and sync of the configuration "
     "repository; change requests, votes, releases, baselines and the change record; dry runs; audits, "
-    "findings, manual checks and the status-accounting figures.",
+    "findings, manual checks and the status verdict with its reasons and figures.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -318,6 +318,9 @@ SPECTACULAR_SETTINGS = {
         "FindingKindEnum": "audits.models.Finding.Kind",
         "ConfigItemKindEnum": "cmdb.models.ConfigItem.Kind",
         "ManualCheckStateEnum": "audits.models.ManualCheck.State",
+        "SeverityEnum": "cmdb.models.LintWarning.Severity",
+        "VerdictEnum": [("ok", "ok"), ("attention", "attention"), ("failing", "failing")],
+        "ReasonSeverityEnum": [("attention", "attention"), ("failing", "failing")],
     },
 }
 

@@ -34,7 +34,7 @@ class EnvironmentStatusSerializer(EnvironmentAuditStatusSerializer):
     reasons = ReasonSerializer(many=True)
 
 
-class StatusSerializer(AuditStatusSerializer):
+class PortalStatusSerializer(AuditStatusSerializer):
     verdict = serializers.ChoiceField(choices=VERDICTS, help_text="The worst severity of all reasons")
     verdict_label = serializers.CharField(help_text="All good, Needs attention or Failing")
     environments = EnvironmentStatusSerializer(many=True)
@@ -43,11 +43,11 @@ class StatusSerializer(AuditStatusSerializer):
 
 
 class StatusView(APIView):
-    @extend_schema(responses={200: StatusSerializer, **error_responses(401, 403)},
+    @extend_schema(responses={200: PortalStatusSerializer, **error_responses(401, 403)},
                    description='The verdict overall and per environment ("ok", "attention", "failing") with the '
                                "reasons behind it, and the status-accounting figures of the home page.")
     def get(self, request):
-        return Response(StatusSerializer(status_verdict()).data)
+        return Response(PortalStatusSerializer(status_verdict()).data)
 
 
 def urlpatterns() -> list:

@@ -307,3 +307,20 @@ def test_environment_cards_show_a_plain_summary_cut_at_a_word(synced, viewer, cl
     test = cards["test"]
     assert test.startswith("Bold start with a link and code, word word") and test.endswith("word…")
     assert len(test) <= 160 and "*" not in test and "[" not in test and "`" not in test
+
+
+@pytest.mark.parametrize(("variables", "message"), [
+    ({"CMDB_STATUS_SYNC_STALE": "120", "CMDB_SYNC_INTERVAL": "300"}, "CMDB_STATUS_SYNC_STALE must be at least"),
+    ({"CMDB_STATUS_AUDIT_GRACE": "a day"}, "CMDB_STATUS_AUDIT_GRACE"),
+    ({"CMDB_STATUS_RELEASE_GRACE": "-1"}, "CMDB_STATUS_RELEASE_GRACE"),
+])
+def test_a_bad_status_limit_stops_start_up(tmp_path, variables, message):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "DJANGO_DEBUG": "true", "CMDB_DATA_DIR": str(tmp_path), **variables}
+    result = subprocess.run([sys.executable, "-c", "import portal.settings"], env=env, capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[2], check=False)
+    assert result.returncode != 0 and message in result.stderr
