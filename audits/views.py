@@ -134,7 +134,7 @@ def finding_act(request, pk: int):
 def check_list(request):
     overdue_only = request.GET.get("overdue") == "1"
     qs = queries.overdue_checks() if overdue_only else ManualCheck.objects.filter(state=ManualCheck.State.OPEN)
-    environment = request.GET.get("environment", "")[:255]
+    environment = request.GET.get("environment", "").replace("\x00", "")[:255]  # PostgreSQL refuses NUL
     if environment:  # the home page's verdict links to one environment's overdue checks
         qs = qs.filter(environment=environment)
     checks = qs.select_related("run").order_by("due", "machine_path")

@@ -108,6 +108,7 @@ def test_overdue_manual_checks_need_attention_with_a_link_to_them(healthy, viewe
     assert (reason["severity"], reason["text"]) == ("attention", "1 manual check overdue")
     page = client_for(viewer).get(reason["url"]).content.decode()
     assert "production/db1" in page and "test/web-test1" not in page
+    assert client_for(viewer).get("/audits/checks/?overdue=1&environment=%00").status_code == 200
 
 
 def test_a_release_not_deployed_where_the_portal_deploys_needs_attention_after_the_grace(healthy, requester, settings):
