@@ -90,8 +90,8 @@ def status_overview() -> dict:
             total[key] += env[key]
         for status, n in env["statuses"].items():
             statuses[status] += n
-    last_run = AuditRun.objects.order_by("-created_at", "-id").only(
-        "id", "state", "scope", "created_at", "finished_at", "summary", "machines_done", "machines_total").first()
+    # Every field the API serializes (a deferred one would cost a query each), but not the machine list.
+    last_run = AuditRun.objects.select_related("requested_by").defer("machines").order_by("-created_at", "-id").first()
     last_sync = SyncRun.objects.order_by("-started_at").only("id", "status", "started_at", "finished_at", "to_sha").first()
     return {
         "environments": [envs[k] for k in sorted(envs)],

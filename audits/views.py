@@ -139,6 +139,9 @@ def finding_act(request, pk: int):
 def check_list(request):
     overdue_only = request.GET.get("overdue") == "1"
     qs = queries.overdue_checks() if overdue_only else ManualCheck.objects.filter(state=ManualCheck.State.OPEN)
+    environment = request.GET.get("environment", "").replace("\x00", "")[:255]  # PostgreSQL refuses NUL
+    if environment:  # the home page's verdict links to one environment's overdue checks
+        qs = qs.filter(environment=environment)
     checks = qs.select_related("run").order_by("due", "machine_path")
     page = Paginator(checks, MACHINES_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "audits/check_list.html", {

@@ -24,6 +24,7 @@ from audits import api as audits_api
 from changes import api as changes_api
 from cmdb import api as cmdb_api
 from deploys import api as deploys_api
+from portal import status_api
 
 
 class ApiRouter(DefaultRouter):
@@ -57,6 +58,7 @@ app_patterns += changes_api.register(router)
 app_patterns += deploys_api.urlpatterns()
 app_patterns += audits_api.urlpatterns()
 app_patterns += accounts_api.urlpatterns()
+app_patterns += status_api.urlpatterns()
 
 urlpatterns = [
     *api_view_patterns(app_patterns),

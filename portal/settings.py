@@ -68,6 +68,13 @@ CMDB_AUDIT_SOFT_TIME_LIMIT = env_int("CMDB_AUDIT_SOFT_TIME_LIMIT", 600, minimum=
 CMDB_AUDIT_TIME_LIMIT = env_int("CMDB_AUDIT_TIME_LIMIT", max(660, CMDB_AUDIT_SOFT_TIME_LIMIT + 60), minimum=20)
 if CMDB_AUDIT_TIME_LIMIT <= CMDB_AUDIT_SOFT_TIME_LIMIT:
     raise ImproperlyConfigured("CMDB_AUDIT_TIME_LIMIT must be greater than CMDB_AUDIT_SOFT_TIME_LIMIT.")
+# Status accounting (the home page's verdict): when a sync, the scheduled audit and a release's deploy
+# or verification are late enough to need attention, in seconds.
+CMDB_STATUS_SYNC_STALE = env_int("CMDB_STATUS_SYNC_STALE", max(3600, 3 * CMDB_SYNC_INTERVAL), minimum=60)
+if CMDB_STATUS_SYNC_STALE < CMDB_SYNC_INTERVAL:
+    raise ImproperlyConfigured("CMDB_STATUS_SYNC_STALE must be at least CMDB_SYNC_INTERVAL.")
+CMDB_STATUS_AUDIT_GRACE = env_int("CMDB_STATUS_AUDIT_GRACE", 86400, minimum=0)
+CMDB_STATUS_RELEASE_GRACE = env_int("CMDB_STATUS_RELEASE_GRACE", 3600, minimum=0)
 CMDB_DRY_RUN_BATCH = env_int("CMDB_DRY_RUN_BATCH", 25, minimum=1)
 CMDB_DRY_RUN_SOFT_TIME_LIMIT = env_int("CMDB_DRY_RUN_SOFT_TIME_LIMIT", 300, minimum=10)
 CMDB_DRY_RUN_TIME_LIMIT = env_int("CMDB_DRY_RUN_TIME_LIMIT", max(360, CMDB_DRY_RUN_SOFT_TIME_LIMIT + 30), minimum=20)
@@ -324,7 +331,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "CM portal API",
     "DESCRIPTION": "Configuration items at any revision, lint, search and sync of the configuration "
     "repository; change requests, votes, releases, baselines and the change record; dry runs; audits, "
-    "findings, manual checks and the status-accounting figures.",
+    "findings, manual checks and the status verdict with its reasons and figures.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -345,6 +352,9 @@ SPECTACULAR_SETTINGS = {
         "FindingKindEnum": "audits.models.Finding.Kind",
         "ConfigItemKindEnum": "cmdb.models.ConfigItem.Kind",
         "ManualCheckStateEnum": "audits.models.ManualCheck.State",
+        "SeverityEnum": "cmdb.models.LintWarning.Severity",
+        "VerdictEnum": [("ok", "ok"), ("attention", "attention"), ("failing", "failing")],
+        "ReasonSeverityEnum": [("attention", "attention"), ("failing", "failing")],
     },
 }
 
