@@ -22,7 +22,6 @@ from audits.models import AuditRun, Finding, MachineResult, MachineStatus
 from changes.models import Baseline, ChangeRequest
 from changes.services import record_event
 
-FINAL_CHANGE_STATES = (ChangeRequest.State.CLOSED, ChangeRequest.State.WITHDRAWN, ChangeRequest.State.REJECTED)
 CHUNK = 500
 
 
@@ -36,7 +35,7 @@ def _protected_runs() -> set[int]:
     runs = set(AuditRun.objects.filter(state__in=(AuditRun.State.QUEUED, AuditRun.State.RUNNING))
                .values_list("id", flat=True))
     runs |= set(AuditRun.objects.filter(main_sha__in=Baseline.objects.values("sha")).values_list("id", flat=True))
-    for verification in (ChangeRequest.objects.exclude(state__in=FINAL_CHANGE_STATES)
+    for verification in (ChangeRequest.objects.exclude(state__in=ChangeRequest.FINAL_STATES)
                          .exclude(verification={}).values_list("verification", flat=True)):
         if isinstance(verification, dict) and isinstance(verification.get("audit"), int):
             runs.add(verification["audit"])

@@ -65,6 +65,8 @@ class ChangeRequest(models.Model):
     OPEN_STATES = (State.DRAFT, State.SUBMITTED, State.APPROVED, State.SCHEDULED)
     # Released states in which an emergency change still awaits its approval after the fact.
     AFTER_THE_FACT_STATES = (State.IMPLEMENTED, State.VERIFIED, State.CLOSED)
+    # Nothing more will happen to the change request: what it refers to is history.
+    FINAL_STATES = (State.CLOSED, State.WITHDRAWN, State.REJECTED)
 
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True, help_text="Markdown")

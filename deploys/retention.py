@@ -22,7 +22,6 @@ from changes.models import Baseline, ChangeRequest
 from changes.services import record_event
 from deploys.models import Job, JobLogLine, MachinePlan
 
-FINAL_CHANGE_STATES = (ChangeRequest.State.CLOSED, ChangeRequest.State.WITHDRAWN, ChangeRequest.State.REJECTED)
 CHUNK = 500
 
 
@@ -37,7 +36,7 @@ def _protected_jobs(before: datetime) -> set[int]:
     """Old jobs that something still refers to (see the module's docstring)."""
     old = Job.objects.filter(created_at__lt=before)
     kept = set(old.exclude(state__in=Job.FINISHED_STATES).values_list("id", flat=True))
-    kept |= set(old.filter(change__isnull=False).exclude(change__state__in=FINAL_CHANGE_STATES)
+    kept |= set(old.filter(change__isnull=False).exclude(change__state__in=ChangeRequest.FINAL_STATES)
                 .values_list("id", flat=True))
     kept |= set(old.filter(revision__in=Baseline.objects.values("sha")).values_list("id", flat=True))
     last = (MachinePlan.objects.annotate(rank=Window(RowNumber(), partition_by=F("machine_path"),
