@@ -45,7 +45,7 @@ $(VENV_STAMP): pyproject.toml
 	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(VPY) -r pyproject.toml --extra dev
 	@touch $@
 
-# --- front-end assets (bootstrap, bootstrap-icons -> STATICFILES_DIRS) -------------------------------
+# --- front-end assets (bootstrap, bootstrap-icons -> STATICFILES_DIRS; axe-core for the browser tests) ---
 static: $(NODE_STAMP)
 
 $(NODE_STAMP): package.json $(wildcard package-lock.json)
@@ -56,6 +56,7 @@ $(NODE_STAMP): package.json $(wildcard package-lock.json)
 	fi
 	@test -f node_modules/bootstrap/dist/css/bootstrap.min.css
 	@test -f node_modules/bootstrap-icons/font/bootstrap-icons.min.css
+	@test -f node_modules/axe-core/axe.min.js
 	@touch $@
 
 # --- Debian packages: the real services the tests start (no systemd: nothing is started here) -------
