@@ -37,14 +37,10 @@ def audit_list(request):
         "form": forms.AuditStartForm(),
         "can_start": permissions.can_start(request.user),
         "next_audit_at": queries.next_scheduled_audit(),
-        "crontab": _crontab_text(),
+        "crontab": queries.audit_crontab(),
+        "schedule_words": queries.audit_schedule_words(),
         "time_zone": settings.TIME_ZONE,
     })
-
-
-def _crontab_text() -> str:
-    return " ".join(settings.CMDB_AUDIT_CRONTAB[k] for k in ("minute", "hour", "day_of_month", "month_of_year",
-                                                             "day_of_week"))
 
 
 @require_POST

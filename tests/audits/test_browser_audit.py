@@ -63,7 +63,7 @@ def test_audit_flow_from_start_to_status_accounting(browser, live_server, audit_
     sam.login(staff.username)
     page = sam.page
     page.goto(f"{base}/audits/")
-    expect(page.locator("#audit-schedule")).to_contain_text("A full audit runs on the crontab 0 2 1 * *")
+    expect(page.locator("#audit-schedule")).to_contain_text("A full audit runs at 02:00, on day 1 of the month")
     expect(page.locator("#audit-schedule code")).to_have_text("0 2 1 * *")
     expect(page.locator("[data-next-audit]")).to_have_text(re.compile(r"^\d{4}-\d\d-01 02:00 \S+$"))
     expect(page.get_by_text("No audit yet.")).to_be_visible()
