@@ -50,7 +50,8 @@ def audit_start(request):
         raise ServiceError("Invalid scope.")
     run = services.audit_start(acting_user=request.user, scope=form.cleaned_data["scope"],
                                trigger=AuditRun.Trigger.MANUAL)
-    messages.success(request, f"Audit #{run.pk} of {run.scope_label} queued ({run.machines_total} machines).")
+    # No flash message: "queued" would stay on the page after the run finished. The run page says where
+    # the run stands in its live part, which it refreshes until the run is over.
     return redirect(run)
 
 
