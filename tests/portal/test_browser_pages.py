@@ -161,6 +161,12 @@ def test_every_main_page_fits_a_phone_and_passes_axe(browser, live_server, seede
     for name, build in MAIN_PAGES:
         problems += _check(page, base, name, build(seeded))
 
+    # The account menu is not named after its user: "alice_approver" matched the Approve button's name.
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(base + seeded.change.get_absolute_url())
+    assert page.get_by_role("button", name="Approve").count() == 1
+    assert page.get_by_role("button", name="Account menu").count() == 1
+
     anonymous = browser.new_context(viewport=PHONE)
     anonymous.set_default_timeout(TIMEOUT_MS)
     problems += _check(anonymous.new_page(), base, "login", "/accounts/login/")
