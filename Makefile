@@ -26,7 +26,7 @@ SYSTEM_PACKAGES := redis-server postgresql openssh-server rsync chromium git sla
 BUILD_PACKAGES := gcc libc6-dev python3-dev libldap2-dev libsasl2-dev
 
 # Files checked by mypy. Extend with `MYPY_FILES += path.py` below or on the command line.
-MYPY_FILES := cmdb/gitrepo.py cmdb/services.py cmdb/indexer.py cmdb/layout.py cmdb/secrets.py cmdb/markdown.py cmdb/search.py fleet changes/services.py changes/permissions.py deploys audits/services.py audits/queries.py audits/tasks.py audits/permissions.py portal/errors.py portal/roles.py portal/middleware.py audits/adopt.py audits/errors.py cmdb/gittypes.py changes/verification.py portal/views.py portal/listing.py cmdb/lint.py cmdb/views.py cmdb/api changes/views.py changes/api changes/impact.py changes/diffs.py changes/queries.py changes/tasks.py audits/views.py audits/api.py portal/env.py portal/backup.py portal/tasks.py portal/throttling.py portal/auth.py portal/api.py cmdb/converters.py accounts portal/metrics.py portal/sso.py portal/auth_ldap.py portal/auth_oidc.py
+MYPY_FILES := cmdb/gitrepo.py cmdb/services.py cmdb/indexer.py cmdb/layout.py cmdb/secrets.py cmdb/markdown.py cmdb/search.py fleet changes/services.py changes/permissions.py deploys audits/services.py audits/queries.py audits/tasks.py audits/permissions.py portal/errors.py portal/roles.py portal/middleware.py audits/adopt.py audits/errors.py cmdb/gittypes.py changes/verification.py portal/views.py portal/listing.py cmdb/lint.py cmdb/views.py cmdb/api changes/views.py changes/api changes/impact.py changes/diffs.py changes/queries.py changes/tasks.py audits/views.py audits/api.py portal/env.py portal/backup.py portal/tasks.py portal/throttling.py portal/auth.py portal/api.py cmdb/converters.py accounts portal/metrics.py portal/sso.py portal/auth_ldap.py portal/auth_oidc.py portal/apidocs.py
 
 PYTEST_ARGS ?=
 
@@ -47,7 +47,7 @@ $(VENV_STAMP): pyproject.toml | build-packages
 	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(VPY) -r pyproject.toml --extra dev
 	@touch $@
 
-# --- front-end assets (bootstrap, bootstrap-icons -> STATICFILES_DIRS) -------------------------------
+# --- front-end assets (bootstrap, bootstrap-icons -> STATICFILES_DIRS; axe-core for the browser tests) ---
 static: $(NODE_STAMP)
 
 $(NODE_STAMP): package.json $(wildcard package-lock.json)
@@ -58,6 +58,7 @@ $(NODE_STAMP): package.json $(wildcard package-lock.json)
 	fi
 	@test -f node_modules/bootstrap/dist/css/bootstrap.min.css
 	@test -f node_modules/bootstrap-icons/font/bootstrap-icons.min.css
+	@test -f node_modules/axe-core/axe.min.js
 	@touch $@
 
 # --- Debian packages: the real services the tests start (no systemd: nothing is started here) -------

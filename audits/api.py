@@ -112,6 +112,7 @@ class AuditStatusSerializer(serializers.Serializer):
     last_audit = AuditRunSerializer(allow_null=True)
     last_sync = serializers.SerializerMethodField()
     next_audit_at = serializers.DateTimeField(allow_null=True)
+    audit_schedule = serializers.CharField(help_text="CMDB_AUDIT_CRONTAB in words, e.g. \"at 02:00, on day 1 of the month\"")
 
     def get_last_sync(self, obj) -> dict | None:
         run = obj["last_sync"]

@@ -7,6 +7,11 @@ from django import forms
 from audits.models import Finding, ManualCheck
 from cmdb.converters import is_id
 
+# The filter bars look like the other lists' (jobs, change requests): small Bootstrap controls.
+SELECT = {"class": "form-select form-select-sm"}
+TEXT = {"class": "form-control form-control-sm"}
+CHECK = {"class": "form-check-input"}
+
 
 class AuditStartForm(forms.Form):
     scope = forms.CharField(required=False, max_length=1000,
@@ -14,13 +19,19 @@ class AuditStartForm(forms.Form):
 
 
 class FindingFilterForm(forms.Form):
-    state = forms.ChoiceField(required=False, choices=[("", "any state"), *Finding.State.choices])
-    environment = forms.CharField(required=False, max_length=255)
-    kind = forms.ChoiceField(required=False, choices=[("", "any kind"), *Finding.Kind.choices])
-    machine = forms.CharField(required=False, max_length=1000)
-    application = forms.CharField(required=False, max_length=1000, help_text="environment/machine/application")
-    run = forms.CharField(required=False, max_length=20, label="audit")
-    history = forms.BooleanField(required=False, label="include earlier audits")
+    state = forms.ChoiceField(required=False, choices=[("", "any state"), *Finding.State.choices],
+                              widget=forms.Select(attrs=SELECT))
+    environment = forms.CharField(required=False, max_length=255,
+                                  widget=forms.TextInput(attrs={**TEXT, "placeholder": "Environment"}))
+    kind = forms.ChoiceField(required=False, choices=[("", "any kind"), *Finding.Kind.choices],
+                             widget=forms.Select(attrs=SELECT))
+    machine = forms.CharField(required=False, max_length=1000,
+                              widget=forms.TextInput(attrs={**TEXT, "placeholder": "environment/machine"}))
+    application = forms.CharField(required=False, max_length=1000, help_text="environment/machine/application",
+                                  widget=forms.TextInput(attrs={**TEXT, "placeholder": "env/machine/application"}))
+    run = forms.CharField(required=False, max_length=20, label="audit",
+                          widget=forms.TextInput(attrs={**TEXT, "placeholder": "Audit #"}))
+    history = forms.BooleanField(required=False, label="include earlier audits", widget=forms.CheckboxInput(attrs=CHECK))
 
     def clean_run(self) -> int | None:
         """An audit number, or None: anything else is refused here rather than by the database."""
@@ -48,6 +59,8 @@ class ManualCheckForm(forms.Form):
 class MachineFilterForm(forms.Form):
     STATUSES = [("", "any status"), ("problem", "needs attention"), ("compliant", "compliant"), ("drifted", "drifted"),
                 ("unreachable", "unreachable"), ("error", "error"), ("manual", "manual")]
-    environment = forms.CharField(required=False, max_length=255)
-    status = forms.ChoiceField(required=False, choices=STATUSES)
-    q = forms.CharField(required=False, max_length=200, label="machine")
+    environment = forms.CharField(required=False, max_length=255,
+                                  widget=forms.TextInput(attrs={**TEXT, "placeholder": "Environment"}))
+    status = forms.ChoiceField(required=False, choices=STATUSES, widget=forms.Select(attrs=SELECT))
+    q = forms.CharField(required=False, max_length=200, label="machine",
+                        widget=forms.TextInput(attrs={**TEXT, "placeholder": "environment/machine"}))

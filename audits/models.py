@@ -268,6 +268,7 @@ class MachineStatus(models.Model):
 
     class Meta:
         ordering = ["machine_path"]
+        verbose_name_plural = "machine statuses"
 
     def __str__(self) -> str:
         return f"{self.machine_path}: {self.status}"

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery.schedules import crontab
+from cron_descriptor import ExpressionDescriptor, Options
 from django.conf import settings
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
@@ -21,6 +22,26 @@ from cmdb.models import SyncRun
 
 TREND_RUNS = 12  # a year of monthly audits
 PROBLEM_STATUSES = ("drifted", "unreachable", "error")
+
+
+CRONTAB_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+
+
+def audit_crontab() -> str:
+    """``CMDB_AUDIT_CRONTAB`` as it was written: "0 2 1 * *"."""
+    return " ".join(settings.CMDB_AUDIT_CRONTAB[k] for k in CRONTAB_FIELDS)
+
+
+def audit_schedule_words() -> str:
+    """The audit schedule in words ("at 02:00, on day 1 of the month"), by cron-descriptor; the crontab itself
+    when the library cannot say it (a schedule is still shown, never an error page)."""
+    options = Options()
+    options.use_24hour_time_format = True
+    try:
+        words = ExpressionDescriptor(audit_crontab(), options).get_description()
+    except Exception:  # noqa: BLE001 - the library's own exception types vary between its versions
+        return audit_crontab()
+    return words[:1].lower() + words[1:]
 
 
 def next_scheduled_audit(*, now: datetime | None = None) -> datetime | None:
@@ -101,6 +122,7 @@ def status_overview() -> dict:
         "last_audit": last_run,
         "last_sync": last_sync,
         "next_audit_at": next_scheduled_audit(),
+        "audit_schedule": audit_schedule_words(),
     }
 
 

@@ -39,14 +39,10 @@ def audit_list(request):
         "can_start": permissions.can_start(request.user),
         "next_audit_at": queries.next_scheduled_audit(),
         "trend": [{"environment": name, "trend": trend} for name, trend in queries.compliance_trends().items()],
-        "crontab": _crontab_text(),
+        "crontab": queries.audit_crontab(),
+        "schedule_words": queries.audit_schedule_words(),
         "time_zone": settings.TIME_ZONE,
     })
-
-
-def _crontab_text() -> str:
-    return " ".join(settings.CMDB_AUDIT_CRONTAB[k] for k in ("minute", "hour", "day_of_month", "month_of_year",
-                                                             "day_of_week"))
 
 
 @require_POST
@@ -56,7 +52,8 @@ def audit_start(request):
         raise ServiceError("Invalid scope.")
     run = services.audit_start(acting_user=request.user, scope=form.cleaned_data["scope"],
                                trigger=AuditRun.Trigger.MANUAL)
-    messages.success(request, f"Audit #{run.pk} of {run.scope_label} queued ({run.machines_total} machines).")
+    # No flash message: "queued" would stay on the page after the run finished. The run page says where
+    # the run stands in its live part, which it refreshes until the run is over.
     return redirect(run)
 
 

@@ -25,6 +25,7 @@ from changes.models import (
     ImpactedCI,
     ReleasedCommit,
     UnauthorizedCommit,
+    span,
 )
 from cmdb import services as cmdb_services
 from cmdb.gitrepo import ConfigRepo, GitError, MergeConflict, PushRejected, UnknownRevision
@@ -377,8 +378,8 @@ def change_schedule(*, change: ChangeRequest, acting_user, planned_start: dateti
             raise ChangeConflict(problem)
         change.planned_start, change.planned_end, change.state = planned_start, planned_end, State.SCHEDULED
         change.save()
-        _event(change, acting_user, "scheduled", f"{planned_start.isoformat()} – {planned_end.isoformat()}",
-               commit=change.head_sha)
+        _event(change, acting_user, "scheduled", f"Planned window {span(planned_start, planned_end)}",
+               commit=change.head_sha, planned_start=planned_start.isoformat(), planned_end=planned_end.isoformat())
     return change
 
 

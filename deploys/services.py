@@ -52,6 +52,12 @@ class BadRevision(DeployError):
     """Not a revision, machine path or branch the repository knows."""
 
 
+# A change request in these states is finished: nothing of it will be deployed, so a dry run would answer
+# nothing anyone will act on (the revert of a release is a change request of its own, with its own dry runs).
+DRY_RUN_FINISHED_STATES = (ChangeRequest.State.REJECTED, ChangeRequest.State.WITHDRAWN,
+                           ChangeRequest.State.VERIFIED, ChangeRequest.State.CLOSED)
+
+
 # --- helpers -------------------------------------------------------------------------------------------
 def _log(job_id: int, message: str, level: str = "info") -> None:
     JobLogLine.objects.create(job_id=job_id, level=level, message=message)
@@ -87,6 +93,9 @@ def dryrun_start(*, acting_user, change: ChangeRequest | None = None, revision: 
         raise DeployForbidden(permissions.DRY_RUN_DENIAL)
     if change is None and not revision:
         raise BadRevision("A dry run needs a change request or a revision.")
+    if change is not None and change.state in DRY_RUN_FINISHED_STATES:
+        raise DeployConflict(f"{change.reference} is {change.state}: it will not be deployed, so there is nothing "
+                             "to dry-run (a dry run of any revision stays possible: POST /api/dry-runs/).")
     repo = cmdb_services.get_repo()
     main = cmdb_services.main_sha(repo)
     if change is not None and change.merged_sha and not revision:

@@ -25,6 +25,7 @@ from changes import api as changes_api
 from cmdb import api as cmdb_api
 from deploys import api as deploys_api
 from portal import status_api
+from portal.apidocs import redoc_bundle
 
 
 class ApiRouter(DefaultRouter):
@@ -71,14 +72,15 @@ urlpatterns = [
     ),
     # Swagger UI's split view loads its start-up script from a URL, not inline; both UIs style their
     # elements inline, so these two pages (only) allow inline styles and Redoc's blob: worker.
-    path("docs/", login_required(DOCS_CSP(SpectacularSwaggerSplitView.as_view(url_name="api-schema"))),
-         name="api-docs"),
+    path("docs/", login_required(DOCS_CSP(SpectacularSwaggerSplitView.as_view(
+        url_name="api-schema", template_name="cmdb/api/swagger_ui.html"))), name="api-docs"),
     path(
         "redoc/",
         login_required(DOCS_CSP(SpectacularRedocView.as_view(url_name="api-schema",
                                                              template_name="cmdb/api/redoc.html"))),
         name="api-redoc",
     ),
+    path("redoc/redoc.standalone.js", login_required(redoc_bundle), name="api-redoc-bundle"),
     # Keep last: anything else under /api/ is a JSON 404, never an HTML page.
     re_path(r"^.*$", api_not_found),
 ]

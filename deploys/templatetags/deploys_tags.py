@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django import template
 
-from deploys import permissions, rollout
+from deploys import permissions, rollout, services
 from deploys.models import Job
 from fleet import planner
 
@@ -21,7 +21,7 @@ def can_dry_run(context, change=None) -> bool:
     """Whether to offer the dry-run button: never for a change made only of documentation (no
     machine needs a deploy, so a dry run would only show drift the change has nothing to do with)."""
     request = context.get("request")
-    if change is not None and change.documentation_only:
+    if change is not None and (change.documentation_only or change.state in services.DRY_RUN_FINISHED_STATES):
         return False
     return bool(request is not None and permissions.can_dry_run(request.user, change))
 
