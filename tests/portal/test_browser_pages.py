@@ -90,6 +90,9 @@ MAIN_PAGES: list[tuple[str, Callable[[State], str]]] = [
     ("finding", lambda s: s.finding.get_absolute_url()),
     ("checks", lambda s: "/audits/checks/"),
     ("machines status", lambda s: "/audits/machines/"),
+    ("machine runbook", lambda s: "/ci/prod/web1/-/runbook/"),
+    ("environment runbook", lambda s: "/ci/prod/-/runbook/"),
+    ("account and tokens", lambda s: "/account/"),
     ("API docs", lambda s: "/api/docs/"),
     ("API reference (ReDoc)", lambda s: "/api/redoc/"),
 ]
