@@ -49,5 +49,6 @@ def render_panels(kind: str, path: str, request: HttpRequest) -> list[SafeString
         found = panel.render(path, request)
         if found is not None:
             template, context = found
-            html.append(render_to_string(template, context, request=request))
+            # Without the request: the page's context processors ran once already, not once per panel.
+            html.append(render_to_string(template, context))
     return html
