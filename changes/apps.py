@@ -16,7 +16,7 @@ class ChangesConfig(AppConfig):
 
 def _after_sync(sender, previous, current, **kwargs) -> None:
     """After every sync: flag commits that bypassed change control, then refresh open CRs' branches."""
-    from changes import services
+    from changes import services, unauthorized
 
-    services.unauthorized_scan(previous=previous, current=current)
+    unauthorized.unauthorized_scan(previous=previous, current=current)
     services.refresh_open_changes()

@@ -99,6 +99,12 @@ class ChangeRequest(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # A pipeline posting on every push gets the branch's open CR back (changes.services.change_get_or_create);
+            # two posts at once must not both insert.
+            models.UniqueConstraint(fields=["branch"], condition=models.Q(state__in=["draft", "submitted", "approved", "scheduled"]),
+                                    name="one_open_change_per_branch"),
+        ]
 
     def __str__(self) -> str:
         return f"CR-{self.pk}: {self.title}"

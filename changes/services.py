@@ -63,6 +63,14 @@ class BadBranch(ChangeError):
     status = 400
 
 
+class BranchHasOpenChange(ChangeConflict):
+    """The branch already has an open change request (``change``): one branch, one open CR."""
+
+    def __init__(self, change: ChangeRequest):
+        super().__init__(f"Branch {change.branch!r} already has an open change request, {change.reference}.")
+        self.change = change
+
+
 # ====================================================================================================
 # The state machine
 # ====================================================================================================
@@ -250,24 +258,44 @@ def change_create(*, acting_user, branch: str, title: str, description: str = ""
         raise ChangeError("A change request needs a title.")
     if planned_start and planned_end and planned_end <= planned_start:
         raise ChangeError("The planned window must end after it starts.")
+    _refuse_second_open(branch)
     repo = fetch()
     state = _branch_state(repo, branch)
     impact = impacts.compute_impact(repo, state.base, state.head)
     if not impact["files"] and not redeploy:
         raise BadBranch(f"Branch {branch!r} has no changes compared with {settings.CMDB_BRANCH}.")
-    with transaction.atomic():
-        change = ChangeRequest(
-            impact={"redeploy": sorted(set(redeploy))},
-            title=title.strip(), description=description, type=type, risk=risk, planned_start=planned_start,
-            planned_end=planned_end, rollback_plan=rollback_plan, requester=acting_user, branch=branch,
-        )
-        change.save()
-        _store_impact(change, state, impact)
-        change.save()
-        if watchers:
-            change.watchers.set(watchers)
-        _event(change, acting_user, "created", f"Opened from branch {branch}", commit=state.head)
+    try:
+        with transaction.atomic():
+            change = ChangeRequest(
+                impact={"redeploy": sorted(set(redeploy))},
+                title=title.strip(), description=description, type=type, risk=risk, planned_start=planned_start,
+                planned_end=planned_end, rollback_plan=rollback_plan, requester=acting_user, branch=branch,
+            )
+            change.save()
+            _store_impact(change, state, impact)
+            change.save()
+            if watchers:
+                change.watchers.set(watchers)
+            _event(change, acting_user, "created", f"Opened from branch {branch}", commit=state.head)
+    except IntegrityError:
+        _refuse_second_open(branch)  # another request opened it meanwhile (one_open_change_per_branch)
+        raise
     return change
+
+
+def change_get_or_create(*, acting_user, branch: str, **fields) -> tuple[ChangeRequest, bool]:
+    """The branch's open change request (``created`` false, nothing written), or a new one as
+    :func:`change_create` opens it: CI pipelines post on every push."""
+    try:
+        return change_create(acting_user=acting_user, branch=branch, **fields), True
+    except BranchHasOpenChange as exc:
+        return exc.change, False
+
+
+def _refuse_second_open(branch: str) -> None:
+    existing = ChangeRequest.objects.filter(branch=branch, state__in=ChangeRequest.OPEN_STATES).first()
+    if existing is not None:
+        raise BranchHasOpenChange(existing)
 
 
 EDITABLE = ("title", "description", "type", "risk", "planned_start", "planned_end", "rollback_plan")
@@ -302,6 +330,8 @@ def change_submit(*, change: ChangeRequest, acting_user) -> ChangeRequest:
         _check("submit", change, acting_user)
         if change.branch_missing:
             raise ChangeConflict(f"Branch {change.branch!r} is gone from origin; push it again or withdraw.")
+        if change.state == State.REJECTED:  # back among the open ones, where a branch has one CR
+            _refuse_second_open(change.branch)
         change.state = State.SUBMITTED
         change.save(update_fields=["state", "updated_at"])
         _event(change, acting_user, "submitted", commit=change.head_sha)
@@ -550,50 +580,3 @@ def baseline_create(*, acting_user, name: str, note: str = "", rev: str = "") ->
             log.exception("baseline %s: the tag was pushed but its row failed, and removing the tag failed", name)
         raise
     return baseline
-
-
-def unauthorized_scan(*, previous: str | None, current: str) -> int:
-    """Flag commits that reached main between two syncs without coming from a released CR."""
-    if not previous or previous == current:
-        return 0
-    repo = _repo()
-    try:
-        # After a force-push this is what is new relative to the old head, which is what to judge.
-        shas = repo.rev_list(f"{previous}..{current}")
-    except GitError:
-        return 0
-    with transaction.atomic():
-        # Read inside the transaction: on SQLite it holds the write lock, so no release commits between.
-        released = set(ReleasedCommit.objects.filter(sha__in=shas).values_list("sha", flat=True))
-        known = set(UnauthorizedCommit.objects.filter(sha__in=shas).values_list("sha", flat=True))
-        new = [sha for sha in shas if sha not in released and sha not in known]
-        for sha in new:
-            info = repo.commit(sha)
-            UnauthorizedCommit.objects.create(sha=sha, summary=info.summary[:500], author=info.author_name[:200],
-                                              committed_at=info.committed_at)
-            _event(None, None, "unauthorized-commit", info.summary, commit=sha)
-    return len(new)
-
-
-def unauthorized_link(*, commit: UnauthorizedCommit, change: ChangeRequest, acting_user, reason: str = "") -> UnauthorizedCommit:
-    return _resolve_unauthorized(commit, acting_user, UnauthorizedCommit.Status.LINKED, reason, change)
-
-
-def unauthorized_acknowledge(*, commit: UnauthorizedCommit, acting_user, reason: str) -> UnauthorizedCommit:
-    if not reason.strip():
-        raise ChangeError("Acknowledging an unauthorized change needs a reason.")
-    return _resolve_unauthorized(commit, acting_user, UnauthorizedCommit.Status.ACKNOWLEDGED, reason, None)
-
-
-def _resolve_unauthorized(commit, user, status, reason, change) -> UnauthorizedCommit:
-    if not permissions.is_staff(user):
-        raise ChangeForbidden("Only staff may resolve unauthorized changes.")
-    with transaction.atomic():
-        commit = UnauthorizedCommit.objects.select_for_update().get(pk=commit.pk)
-        if commit.status != UnauthorizedCommit.Status.OPEN:
-            raise IllegalTransition(f"This commit is already {commit.status}.")
-        commit.status, commit.change, commit.reason = status, change, reason
-        commit.resolved_by, commit.resolved_at = user, timezone.now()
-        commit.save()
-        _event(change, user, f"unauthorized-{status}", reason, commit=commit.sha)
-    return commit
