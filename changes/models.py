@@ -99,12 +99,6 @@ class ChangeRequest(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        constraints = [
-            # A pipeline posting on every push gets the branch's open CR back (changes.services.change_get_or_create);
-            # two posts at once must not both insert.
-            models.UniqueConstraint(fields=["branch"], condition=models.Q(state__in=["draft", "submitted", "approved", "scheduled"]),
-                                    name="one_open_change_per_branch"),
-        ]
 
     def __str__(self) -> str:
         return f"CR-{self.pk}: {self.title}"
@@ -185,6 +179,17 @@ class ChangeRequest(models.Model):
                 return (f"The planned window ({span(start, end)}) is outside the standing change windows of "
                         f"{environment} ({ChangeWindow.describe_all(windows)}).")
         return None
+
+
+class BranchLock(models.Model):
+    """One row per branch a change request was asked for through ``change_get_or_create``, locked while
+    it looks for the branch's open CR and opens one: before the first CR exists there is no other row
+    two concurrent posts could both wait on."""
+
+    branch = models.CharField(max_length=255, unique=True)
+
+    def __str__(self) -> str:
+        return self.branch
 
 
 class ImpactedCI(models.Model):

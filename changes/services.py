@@ -19,6 +19,7 @@ from changes import permissions, signals
 from changes.models import (
     Approval,
     Baseline,
+    BranchLock,
     ChangeEvent,
     ChangeRequest,
     Comment,
@@ -61,14 +62,6 @@ class ChangeConflict(ChangeError):
 
 class BadBranch(ChangeError):
     status = 400
-
-
-class BranchHasOpenChange(ChangeConflict):
-    """The branch already has an open change request (``change``): one branch, one open CR."""
-
-    def __init__(self, change: ChangeRequest):
-        super().__init__(f"Branch {change.branch!r} already has an open change request, {change.reference}.")
-        self.change = change
 
 
 # ====================================================================================================
@@ -258,44 +251,39 @@ def change_create(*, acting_user, branch: str, title: str, description: str = ""
         raise ChangeError("A change request needs a title.")
     if planned_start and planned_end and planned_end <= planned_start:
         raise ChangeError("The planned window must end after it starts.")
-    _refuse_second_open(branch)
     repo = fetch()
     state = _branch_state(repo, branch)
     impact = impacts.compute_impact(repo, state.base, state.head)
     if not impact["files"] and not redeploy:
         raise BadBranch(f"Branch {branch!r} has no changes compared with {settings.CMDB_BRANCH}.")
-    try:
-        with transaction.atomic():
-            change = ChangeRequest(
-                impact={"redeploy": sorted(set(redeploy))},
-                title=title.strip(), description=description, type=type, risk=risk, planned_start=planned_start,
-                planned_end=planned_end, rollback_plan=rollback_plan, requester=acting_user, branch=branch,
-            )
-            change.save()
-            _store_impact(change, state, impact)
-            change.save()
-            if watchers:
-                change.watchers.set(watchers)
-            _event(change, acting_user, "created", f"Opened from branch {branch}", commit=state.head)
-    except IntegrityError:
-        _refuse_second_open(branch)  # another request opened it meanwhile (one_open_change_per_branch)
-        raise
+    with transaction.atomic():
+        change = ChangeRequest(
+            impact={"redeploy": sorted(set(redeploy))},
+            title=title.strip(), description=description, type=type, risk=risk, planned_start=planned_start,
+            planned_end=planned_end, rollback_plan=rollback_plan, requester=acting_user, branch=branch,
+        )
+        change.save()
+        _store_impact(change, state, impact)
+        change.save()
+        if watchers:
+            change.watchers.set(watchers)
+        _event(change, acting_user, "created", f"Opened from branch {branch}", commit=state.head)
     return change
 
 
 def change_get_or_create(*, acting_user, branch: str, **fields) -> tuple[ChangeRequest, bool]:
     """The branch's open change request (``created`` false, nothing written), or a new one as
-    :func:`change_create` opens it: CI pipelines post on every push."""
-    try:
+    :func:`change_create` opens it: what the API and the form do, so a CI pipeline may post on every push."""
+    if not permissions.can(acting_user, "create"):
+        raise ChangeForbidden(permissions.denial("create"))
+    BranchLock.objects.get_or_create(branch=branch)
+    with transaction.atomic():
+        # A second post for the branch waits here until the first one's CR is committed, then finds it.
+        BranchLock.objects.select_for_update().get(branch=branch)
+        existing = ChangeRequest.objects.filter(branch=branch, state__in=ChangeRequest.OPEN_STATES).first()
+        if existing is not None:
+            return existing, False
         return change_create(acting_user=acting_user, branch=branch, **fields), True
-    except BranchHasOpenChange as exc:
-        return exc.change, False
-
-
-def _refuse_second_open(branch: str) -> None:
-    existing = ChangeRequest.objects.filter(branch=branch, state__in=ChangeRequest.OPEN_STATES).first()
-    if existing is not None:
-        raise BranchHasOpenChange(existing)
 
 
 EDITABLE = ("title", "description", "type", "risk", "planned_start", "planned_end", "rollback_plan")
@@ -330,8 +318,6 @@ def change_submit(*, change: ChangeRequest, acting_user) -> ChangeRequest:
         _check("submit", change, acting_user)
         if change.branch_missing:
             raise ChangeConflict(f"Branch {change.branch!r} is gone from origin; push it again or withdraw.")
-        if change.state == State.REJECTED:  # back among the open ones, where a branch has one CR
-            _refuse_second_open(change.branch)
         change.state = State.SUBMITTED
         change.save(update_fields=["state", "updated_at"])
         _event(change, acting_user, "submitted", commit=change.head_sha)
