@@ -10,6 +10,7 @@ from django.urls import reverse
 from changes import services
 from changes.models import ChangeEvent, ChangeRequest
 from tests.changes.apiutil import TEST_BRANCH, TLS_BRANCH, token_client
+from tests.changes.ui import post as ui_post
 from tests.fixtures.windows import around_now_iso
 
 pytestmark = pytest.mark.django_db
@@ -59,8 +60,8 @@ def test_a_closed_change_leaves_room_for_a_new_one(branch_repo, requester):
 def test_the_web_form_lands_on_the_open_change_request_too(branch_repo, requester, client_for):
     cr, _ = services.change_get_or_create(acting_user=requester, branch=TEST_BRANCH, title="First")
     client = client_for(requester)
-    response = client.post(reverse("changes:change_create"), {"branch": TEST_BRANCH, "title": "Again", "type": "normal",
-                                             "risk": "low"})
+    response = ui_post(client, reverse("changes:change_create"),
+                       {"branch": TEST_BRANCH, "title": "Again", "type": "normal", "risk": "low"})
     assert response.status_code == 302 and response["Location"] == cr.get_absolute_url()
     assert ChangeRequest.objects.count() == 1
 
