@@ -62,6 +62,7 @@ class AuditRun(models.Model):
     # "statuses": {status: n}, "environments": {env: {...same...}}}.
     summary = models.JSONField(default=dict, blank=True)
     summary_mailed_at = models.DateTimeField(null=True, blank=True)
+    pruned_at = models.DateTimeField(null=True, blank=True, help_text="When retention removed per-machine results")
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -22,7 +22,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST, require_safe
 
-from cmdb import browse, layout, panels, services
+from cmdb import browse, layout, panels, runbook, services
 from cmdb import search as fts
 from cmdb.forms import CompareForm, LintFilterForm, RevisionForm, SearchForm
 from cmdb.gitrepo import GitError, UnknownRevision
@@ -163,16 +163,19 @@ def _page_number(request: HttpRequest) -> int:
 # ====================================================================================================
 
 
+def ci_tabs(path: str, kind: str, rev: str | None, active: str) -> list[dict]:
+    """A CI's tabs; environments and machines have a rebuild runbook too."""
+    tabs = [("overview", "Overview", "bi-card-text"), ("history", "History", "bi-clock-history"),
+            ("compare", "Compare", "bi-file-diff")]
+    if kind in (layout.ENVIRONMENT, layout.MACHINE):
+        tabs.append(("runbook", "Rebuild runbook", "bi-journal-check"))
+    return [{"name": name, "label": label, "icon": icon, "url": _tab_url(name, path, rev), "active": name == active}
+            for name, label, icon in tabs]
+
+
 def _ci_frame(request: HttpRequest, snap: services.CISnapshot, tab: str) -> dict:
     """The header shared by a CI's tabs: breadcrumbs, revision, tabs."""
-    tabs = [
-        {"name": name, "label": label, "icon": icon, "url": _tab_url(name, snap.path, snap.rev), "active": name == tab}
-        for name, label, icon in (
-            ("overview", "Overview", "bi-card-text"),
-            ("history", "History", "bi-clock-history"),
-            ("compare", "Compare", "bi-file-diff"),
-        )
-    ]
+    tabs = ci_tabs(snap.path, snap.kind, snap.rev, tab)
     item = snap.item
     last = item.last_commit if item is not None else None
     return {
@@ -283,6 +286,7 @@ def ci_detail(request: HttpRequest, path: str) -> HttpResponse:
         "warnings": warnings,
         "siblings": siblings,
         "can_view_secrets": can_secrets,
+        "declared": runbook.application_declared(path, snap.sha, rev) if snap.kind == layout.APPLICATION else None,
         "panels": panels.render_panels(snap.kind, snap.path, request),
     })
 

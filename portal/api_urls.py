@@ -19,6 +19,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 from rest_framework.settings import api_settings
 
+from accounts import api as accounts_api
 from audits import api as audits_api
 from changes import api as changes_api
 from cmdb import api as cmdb_api
@@ -55,6 +56,7 @@ app_patterns += cmdb_api.register(router)
 app_patterns += changes_api.register(router)
 app_patterns += deploys_api.urlpatterns()
 app_patterns += audits_api.urlpatterns()
+app_patterns += accounts_api.urlpatterns()
 
 urlpatterns = [
     *api_view_patterns(app_patterns),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ("cmdb", "fleet", "changes", "deploys", "audits", "portal")
+APPS = ("cmdb", "fleet", "changes", "deploys", "audits", "accounts", "portal")
 MAX_LINES = 600
 # What each package may import of the others (its own modules always).
 ALLOWED = {
@@ -21,6 +21,8 @@ ALLOWED = {
                 "portal.tasks"},
     "audits": {"cmdb", "fleet", "changes.models", "changes.services", "changes.queries", "portal.errors",
                "portal.api", "portal.listing", "portal.roles", "portal.tasks"},
+    "accounts": {"cmdb.api.items", "cmdb.converters", "changes.services", "portal.errors", "portal.api",
+                 "portal.listing", "portal.roles"},
 }
 
 
@@ -79,3 +81,13 @@ def test_only_one_module_speaks_ssh_and_one_speaks_git():
 
     assert importers("asyncssh") == ["fleet/transport/ssh.py"]
     assert importers("git") == ["cmdb/gitrepo.py"]
+
+
+def test_only_the_sign_in_modules_speak_ldap_and_openid_connect():
+    def importers(*libraries: str) -> list[str]:
+        return sorted(str(p.relative_to(ROOT)) for _, p in modules()
+                      if any(m.split(".")[0] in libraries for m, _ in imports(p)))
+
+    # portal/sso.py builds the directory's settings (search objects, group type); auth_ldap.py signs in.
+    assert importers("ldap", "django_auth_ldap") == ["portal/auth_ldap.py", "portal/sso.py"]
+    assert importers("mozilla_django_oidc", "requests") == ["portal/auth_oidc.py"]
