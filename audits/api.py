@@ -231,7 +231,7 @@ class StatusView(APIView):
     @extend_schema(responses={200: AuditStatusSerializer},
                    description="The status-accounting figures of the home page, from stored audit results.")
     def get(self, request):
-        return Response(AuditStatusSerializer(queries.status_overview()).data)
+        return Response(AuditStatusSerializer(queries.status_overview(), context={"request": request}).data)
 
 
 def urlpatterns() -> list:
