@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
-from django.urls import path
+from django.urls import path, reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from audits import queries, services
 from audits.models import AuditRun, Finding, MachineResult, ManualCheck
 from cmdb import converters  # noqa: F401 (registers the id converter)
-from portal.api import error_responses
+from portal.api import AbsoluteURLField, accepted, error_responses
 
 
 class AuditStartSerializer(serializers.Serializer):
@@ -28,7 +28,7 @@ class AuditStartSerializer(serializers.Serializer):
 
 
 class FindingSerializer(serializers.ModelSerializer):
-    url = serializers.CharField(source="get_absolute_url", read_only=True)
+    url = AbsoluteURLField()
     run = serializers.IntegerField(source="run_id")
     change = serializers.IntegerField(source="change_id", allow_null=True)
     handled_by = serializers.CharField(source="handled_by.get_username", allow_null=True, default=None)
@@ -62,7 +62,7 @@ class ManualCheckSerializer(serializers.ModelSerializer):
 
 
 class AuditRunSerializer(serializers.ModelSerializer):
-    url = serializers.CharField(source="get_absolute_url", read_only=True)
+    url = AbsoluteURLField()
     requested_by = serializers.CharField(source="requested_by.get_username", allow_null=True, default=None)
     compliance = serializers.FloatField(allow_null=True)
 
@@ -135,8 +135,8 @@ class AuditListView(ListAPIView):
         body.is_valid(raise_exception=True)
         run = services.audit_start(acting_user=request.user, scope=body.validated_data["scope"],
                                    trigger=AuditRun.Trigger.API)
-        return Response(AuditRunSerializer(run).data, status=status.HTTP_202_ACCEPTED,
-                        headers={"Location": f"/api/audits/{run.pk}/"})
+        return accepted(request, AuditRunSerializer(run, context={"request": request}).data,
+                        location=reverse("api-audit-detail", kwargs={"pk": run.pk}))
 
 
 class AuditDetailView(APIView):
@@ -146,7 +146,7 @@ class AuditDetailView(APIView):
         run = get_object_or_404(AuditRun.objects.select_related("requested_by").prefetch_related(
             "results__findings__handled_by", Prefetch("manual_checks", ManualCheck.objects.select_related("checked_by"))
         ), pk=pk)
-        return Response(AuditRunDetailSerializer(run).data)
+        return Response(AuditRunDetailSerializer(run, context={"request": request}).data)
 
 
 _FINDING_FILTERS = [
@@ -187,7 +187,7 @@ class FindingDetailView(APIView):
     @extend_schema(responses={200: FindingSerializer, **error_responses(404)})
     def get(self, request, pk: int):
         finding = get_object_or_404(Finding.objects.select_related("handled_by"), pk=pk)
-        return Response(FindingSerializer(finding).data)
+        return Response(FindingSerializer(finding, context={"request": request}).data)
 
 
 def _finding_action(name: str, doc: str):
@@ -201,7 +201,7 @@ def _finding_action(name: str, doc: str):
             body = FindingActionSerializer(data=request.data)
             body.is_valid(raise_exception=True)
             done = act(finding=finding, acting_user=request.user, note=body.validated_data["note"])
-            return Response(FindingSerializer(done).data)
+            return Response(FindingSerializer(done, context={"request": request}).data)
 
     FindingActionView.__name__ = f"Finding{name.title()}View"
     return FindingActionView

@@ -183,6 +183,17 @@ class ChangeRequest(models.Model):
         return None
 
 
+class BranchLock(models.Model):
+    """One row per branch a change request was asked for through ``change_get_or_create``, locked while
+    it looks for the branch's open CR and opens one: before the first CR exists there is no other row
+    two concurrent posts could both wait on."""
+
+    branch = models.CharField(max_length=255, unique=True)
+
+    def __str__(self) -> str:
+        return self.branch
+
+
 class ImpactedCI(models.Model):
     """One CI a change touches: directly, through a file its manifest sources, or through a ``_common``
     folder it depends on; ``deploy`` is false when what reaches it is documentation (for filtering)."""

@@ -19,6 +19,7 @@ from changes import permissions, signals
 from changes.models import (
     Approval,
     Baseline,
+    BranchLock,
     ChangeEvent,
     ChangeRequest,
     Comment,
@@ -269,6 +270,21 @@ def change_create(*, acting_user, branch: str, title: str, description: str = ""
             change.watchers.set(watchers)
         _event(change, acting_user, "created", f"Opened from branch {branch}", commit=state.head)
     return change
+
+
+def change_get_or_create(*, acting_user, branch: str, **fields) -> tuple[ChangeRequest, bool]:
+    """The branch's open change request (``created`` false, nothing written), or a new one as
+    :func:`change_create` opens it: what the API and the form do, so a CI pipeline may post on every push."""
+    if not permissions.can(acting_user, "create"):
+        raise ChangeForbidden(permissions.denial("create"))
+    BranchLock.objects.get_or_create(branch=branch)
+    with transaction.atomic():
+        # A second post for the branch waits here until the first one's CR is committed, then finds it.
+        BranchLock.objects.select_for_update().get(branch=branch)
+        existing = ChangeRequest.objects.filter(branch=branch, state__in=ChangeRequest.OPEN_STATES).first()
+        if existing is not None:
+            return existing, False
+        return change_create(acting_user=acting_user, branch=branch, **fields), True
 
 
 EDITABLE = ("title", "description", "type", "risk", "planned_start", "planned_end", "rollback_plan")
@@ -551,50 +567,3 @@ def baseline_create(*, acting_user, name: str, note: str = "", rev: str = "") ->
             log.exception("baseline %s: the tag was pushed but its row failed, and removing the tag failed", name)
         raise
     return baseline
-
-
-def unauthorized_scan(*, previous: str | None, current: str) -> int:
-    """Flag commits that reached main between two syncs without coming from a released CR."""
-    if not previous or previous == current:
-        return 0
-    repo = _repo()
-    try:
-        # After a force-push this is what is new relative to the old head, which is what to judge.
-        shas = repo.rev_list(f"{previous}..{current}")
-    except GitError:
-        return 0
-    with transaction.atomic():
-        # Read inside the transaction: on SQLite it holds the write lock, so no release commits between.
-        released = set(ReleasedCommit.objects.filter(sha__in=shas).values_list("sha", flat=True))
-        known = set(UnauthorizedCommit.objects.filter(sha__in=shas).values_list("sha", flat=True))
-        new = [sha for sha in shas if sha not in released and sha not in known]
-        for sha in new:
-            info = repo.commit(sha)
-            UnauthorizedCommit.objects.create(sha=sha, summary=info.summary[:500], author=info.author_name[:200],
-                                              committed_at=info.committed_at)
-            _event(None, None, "unauthorized-commit", info.summary, commit=sha)
-    return len(new)
-
-
-def unauthorized_link(*, commit: UnauthorizedCommit, change: ChangeRequest, acting_user, reason: str = "") -> UnauthorizedCommit:
-    return _resolve_unauthorized(commit, acting_user, UnauthorizedCommit.Status.LINKED, reason, change)
-
-
-def unauthorized_acknowledge(*, commit: UnauthorizedCommit, acting_user, reason: str) -> UnauthorizedCommit:
-    if not reason.strip():
-        raise ChangeError("Acknowledging an unauthorized change needs a reason.")
-    return _resolve_unauthorized(commit, acting_user, UnauthorizedCommit.Status.ACKNOWLEDGED, reason, None)
-
-
-def _resolve_unauthorized(commit, user, status, reason, change) -> UnauthorizedCommit:
-    if not permissions.is_staff(user):
-        raise ChangeForbidden("Only staff may resolve unauthorized changes.")
-    with transaction.atomic():
-        commit = UnauthorizedCommit.objects.select_for_update().get(pk=commit.pk)
-        if commit.status != UnauthorizedCommit.Status.OPEN:
-            raise IllegalTransition(f"This commit is already {commit.status}.")
-        commit.status, commit.change, commit.reason = status, change, reason
-        commit.resolved_by, commit.resolved_at = user, timezone.now()
-        commit.save()
-        _event(change, user, f"unauthorized-{status}", reason, commit=commit.sha)
-    return commit

@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from changes import diffs, permissions, queries, reverts, services, verification
+from changes import diffs, permissions, queries, reverts, services, unauthorized, verification
 from changes.forms import (
     ActionCommentForm,
     ChangeCreateForm,
@@ -180,11 +180,14 @@ def change_create(request: HttpRequest) -> HttpResponse:
     error, status = "", 400
     if form.is_valid():
         try:
-            change = services.change_create(acting_user=request.user, **form.cleaned_data)
+            change, created = services.change_get_or_create(acting_user=request.user, **form.cleaned_data)
         except services.ChangeError as exc:
             error, status = str(exc), exc.status
         else:
-            messages.success(request, f"{change.reference} was opened as a draft: review the impact, then submit it.")
+            if created:
+                messages.success(request, f"{change.reference} was opened as a draft: review the impact, then submit it.")
+            else:
+                messages.info(request, f"Branch {change.branch} already has an open change request: {change.reference}.")
             return redirect(change)
     else:
         error = form_error(form)
@@ -446,11 +449,11 @@ def unauthorized_resolve(request: HttpRequest, pk: int) -> HttpResponse:
             return _unauthorized_response(request, error=form_error(form), bound=(commit.pk, form), status=400)
         data = form.cleaned_data
         if data["resolution"] == ResolveUnauthorizedForm.LINK:
-            services.unauthorized_link(commit=commit, change=data["change"], acting_user=request.user,
+            unauthorized.unauthorized_link(commit=commit, change=data["change"], acting_user=request.user,
                                        reason=data["reason"])
             text = f"Commit {commit.sha[:10]} is linked to {data['change'].reference}."
         else:
-            services.unauthorized_acknowledge(commit=commit, acting_user=request.user, reason=data["reason"])
+            unauthorized.unauthorized_acknowledge(commit=commit, acting_user=request.user, reason=data["reason"])
             text = f"Commit {commit.sha[:10]} is acknowledged."
     except services.ChangeError as exc:
         return _unauthorized_response(request, error=str(exc), bound=(commit.pk, form), status=exc.status)

@@ -23,7 +23,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST, require_safe
 
-from cmdb import browse, layout, runbook, services, versions
+from cmdb import browse, layout, panels, runbook, services, versions
 from cmdb import search as fts
 from cmdb.forms import CompareForm, LintFilterForm, RevisionForm, SearchForm
 from cmdb.gitrepo import GitError, UnknownRevision
@@ -279,6 +279,7 @@ def ci_detail(request: HttpRequest, path: str) -> HttpResponse:
         "siblings": siblings,
         "can_view_secrets": can_secrets,
         "declared": runbook.application_declared(path, snap.sha, rev) if snap.kind == layout.APPLICATION else None,
+        "panels": panels.render_panels(snap.kind, snap.path, request),
     })
 
 

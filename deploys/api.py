@@ -8,9 +8,9 @@ Starting answers 202 with the job; the work runs in Celery workers, so clients p
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from django.urls import path
+from django.urls import path, reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,7 +20,7 @@ from cmdb import converters  # noqa: F401 (registers the id converter)
 from cmdb.api.items import ApiPagination
 from deploys import forms, permissions, queries, rollout, services
 from deploys.models import Job, MachinePlan
-from portal.api import error_responses
+from portal.api import AbsoluteURLField, accepted, error_responses
 
 
 class DryRunRequestSerializer(serializers.Serializer):
@@ -80,7 +80,7 @@ class JobSerializer(serializers.Serializer):
     plan_job = serializers.IntegerField(allow_null=True, source="plan_job_id",
                                         help_text="Deploy: the dry run it applies; restore: the deploy it undoes")
     confirm_conflicts = serializers.BooleanField()
-    url = serializers.CharField(source="get_absolute_url", help_text="The job's page in the portal")
+    url = AbsoluteURLField(help_text="The job's page in the portal")
     change = serializers.IntegerField(allow_null=True, source="change_id")
     revision = serializers.CharField()
     rev_label = serializers.CharField()
@@ -104,7 +104,7 @@ class JobSerializer(serializers.Serializer):
 
 class JobSummarySerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    url = serializers.CharField(source="get_absolute_url")
+    url = AbsoluteURLField()
     kind = serializers.ChoiceField(choices=Job.Kind.choices)
     state = serializers.ChoiceField(choices=Job.State.choices)
     change = serializers.IntegerField(allow_null=True, source="change_id")
@@ -119,10 +119,13 @@ class JobSummarySerializer(serializers.Serializer):
     error = serializers.CharField(allow_blank=True)
 
 
-def _job_data(job: Job) -> dict:
+def _job_data(request, job: Job) -> dict:
     job = Job.objects.select_related("requested_by").prefetch_related("plans", "log_lines").get(pk=job.pk)
-    data = JobSerializer(job).data
-    return data
+    return JobSerializer(job, context={"request": request}).data
+
+
+def _queued(request, job: Job) -> Response:
+    return accepted(request, _job_data(request, job), location=reverse("api-job-detail", kwargs={"pk": job.pk}))
 
 
 class _Base(APIView):
@@ -147,7 +150,7 @@ class DryRunStartView(_Base):
         self.allowed(request.user)
         data = self.validated(DryRunRequestSerializer, request)
         job = services.dryrun_start(acting_user=request.user, revision=data["revision"], machines=data.get("machines"))
-        return Response(_job_data(job), status=status.HTTP_202_ACCEPTED)
+        return _queued(request, job)
 
 
 class ChangeDryRunView(_Base):
@@ -159,7 +162,7 @@ class ChangeDryRunView(_Base):
         self.allowed(request.user, change)
         data = self.validated(ChangeDryRunRequestSerializer, request)
         job = services.dryrun_start(acting_user=request.user, change=change, machines=data.get("machines"))
-        return Response(_job_data(job), status=status.HTTP_202_ACCEPTED)
+        return _queued(request, job)
 
 
 class JobDetailView(_Base):
@@ -167,7 +170,7 @@ class JobDetailView(_Base):
                    tags=["dry runs"])
     def get(self, request, pk: int):
         """A dry run: state, progress, the plan of every machine done so far, and its log."""
-        return Response(_job_data(get_object_or_404(Job, pk=pk)))
+        return Response(_job_data(request, get_object_or_404(Job, pk=pk)))
 
 
 class DeployRequestSerializer(serializers.Serializer):
@@ -189,7 +192,7 @@ class ChangeDeployView(_Base):
         plan = get_object_or_404(Job, pk=data["plan"]) if data.get("plan") else None
         job = rollout.deploy_start(acting_user=request.user, change=change, plan_job=plan,
                                    confirm_conflicts=data["confirm_conflicts"])
-        return Response(_job_data(job), status=status.HTTP_202_ACCEPTED)
+        return _queued(request, job)
 
 
 class JobRestoreView(_Base):
@@ -198,7 +201,7 @@ class JobRestoreView(_Base):
     def post(self, request, pk: int):
         """Put back the files a failed, halted or interrupted deploy wrote, from its backups."""
         job = rollout.restore_start(acting_user=request.user, deploy=get_object_or_404(Job, pk=pk))
-        return Response(_job_data(job), status=status.HTTP_202_ACCEPTED)
+        return _queued(request, job)
 
 
 class JobCancelView(_Base):
@@ -207,7 +210,7 @@ class JobCancelView(_Base):
     def post(self, request, pk: int):
         """Cancel a queued or running dry run (the requester, approvers and staff)."""
         job = services.dryrun_cancel(job=get_object_or_404(Job, pk=pk), acting_user=request.user)
-        return Response(_job_data(job))
+        return Response(_job_data(request, job))
 
 
 class JobListView(ListAPIView):

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
+from rest_framework import status as http_status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -39,6 +40,35 @@ ERROR_DESCRIPTIONS = {
 def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
     """``extend_schema(responses=...)`` entries for error statuses, all with :class:`ErrorSerializer`."""
     return {code: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[code]) for code in codes}
+
+
+def absolute(request, url: str) -> str:
+    """Every URL the API answers with is absolute: clients follow it as it is."""
+    return request.build_absolute_uri(url)
+
+
+class AbsoluteURLField(serializers.URLField):
+    """A read-only link to the portal, absolute when the serializer's context holds the request
+    (clients follow it as it is); by default the object's ``get_absolute_url``."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("source", "get_absolute_url")
+        kwargs["read_only"] = True
+        super().__init__(**kwargs)
+
+    def to_representation(self, value) -> str:
+        request = self.context.get("request")
+        return absolute(request, value) if request is not None else str(value)
+
+
+def accepted(request, data, *, location: str, status: int = http_status.HTTP_202_ACCEPTED) -> Response:
+    """A 201 (created) or 202 (queued) answer: ``Location`` is the absolute URL of the resource, where
+    a client reads it (202: polls it)."""
+    return Response(data, status=status, headers={"Location": absolute(request, location)})
+
+
+def created(request, data, *, location: str) -> Response:
+    return accepted(request, data, location=location, status=http_status.HTTP_201_CREATED)
 
 
 def exception_handler(exc, context):

@@ -47,7 +47,7 @@ class StatusView(APIView):
                    description='The verdict overall and per environment ("ok", "attention", "failing") with the '
                                "reasons behind it, and the status-accounting figures of the home page.")
     def get(self, request):
-        return Response(PortalStatusSerializer(status_verdict()).data)
+        return Response(PortalStatusSerializer(status_verdict(), context={"request": request}).data)
 
 
 def urlpatterns() -> list:

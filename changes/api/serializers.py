@@ -46,7 +46,7 @@ class ChangeSummarySerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=ChangeRequest.State.choices)
     type = serializers.ChoiceField(choices=ChangeRequest.Type.choices)
     risk = serializers.ChoiceField(choices=ChangeRequest.Risk.choices)
-    branch = serializers.CharField(help_text="The branch on origin that carries the change.")
+    branch = serializers.CharField(max_length=255, help_text="The branch on origin that carries the change.")
     requester = serializers.CharField(help_text="Username.")
     planned_start = serializers.DateTimeField(allow_null=True, help_text="Start of the planned window.")
     planned_end = serializers.DateTimeField(allow_null=True, help_text="End of the planned window.")

@@ -17,12 +17,12 @@ from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 from django.urls import reverse
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import status, viewsets
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from changes import diffs, permissions, queries, reverts, services, verification
+from changes import diffs, permissions, queries, reverts, services, unauthorized, verification
 from changes.api import serializers as s
 from changes.models import (
     Approval,
@@ -45,7 +45,7 @@ from cmdb.converters import ID_REGEX
 from cmdb.gitrepo import GitError
 from cmdb.markdown import render_markdown
 from cmdb.secrets import MASK
-from portal.api import error_responses
+from portal.api import absolute, created, error_responses
 
 State = ChangeRequest.State
 
@@ -86,10 +86,6 @@ def _username(user) -> str | None:
     return user.get_username() if user is not None else None
 
 
-def _abs(request, url: str) -> str:
-    return request.build_absolute_uri(url)
-
-
 def _flags(change: ChangeRequest) -> dict:
     return {
         "needs_after_the_fact_approval": change.needs_after_the_fact_approval,
@@ -109,7 +105,7 @@ def _summary(request, change: ChangeRequest, environments: list[str]) -> dict:
         "live_approvals": change.live_approvals,  # type: ignore[attr-defined]  # annotated by the querysets
         "environments": environments, "flags": _flags(change),
         "created_at": change.created_at, "updated_at": change.updated_at,
-        "url": _abs(request, change.get_absolute_url()),
+        "url": absolute(request, change.get_absolute_url()),
     }
 
 
@@ -139,7 +135,7 @@ def _impact(request, change: ChangeRequest) -> dict:
     cis = [
         {"path": c["path"], "kind": c["kind"], "environment": c.get("environment", ""),
          "machine_path": c.get("machine_path", ""), "reason": c["reason"], "via": c.get("via", ""),
-         "deploy": c.get("deploy", True), "url": _abs(request, cmdb_services.portal_url("page", c["path"]))}
+         "deploy": c.get("deploy", True), "url": absolute(request, cmdb_services.portal_url("page", c["path"]))}
         for c in change.impact.get("cis", [])
     ]
     return {"files": files, "cis": cis, "documentation_only": change.documentation_only,
@@ -183,7 +179,7 @@ def _unauthorized(request, commit: UnauthorizedCommit) -> dict:
         "id": commit.pk, "sha": commit.sha, "summary": commit.summary, "author": commit.author,
         "committed_at": commit.committed_at, "detected_at": commit.detected_at, "status": commit.status,
         "change": commit.change_id, "resolved_by": _username(commit.resolved_by), "resolved_at": commit.resolved_at,
-        "reason": commit.reason, "url": _abs(request, reverse("cmdb:commit_detail", kwargs={"sha": commit.sha})),
+        "reason": commit.reason, "url": absolute(request, reverse("cmdb:commit_detail", kwargs={"sha": commit.sha})),
     }
 
 
@@ -271,9 +267,12 @@ CHANGE_RESPONSES = {200: s.ChangeDetailSerializer, **_errors(400, 403, 404, 409)
     create=extend_schema(
         summary="Open a change request from a branch",
         description="The branch must be pushed to origin and differ from main; the CR starts as a draft with "
-                    "its impact computed from the merge base.",
+                    "its impact computed from the merge base (201, `Location` its address). A branch has one open "
+                    "change request (draft, submitted, approved or scheduled): when it has one already, the answer "
+                    "is that one (200, same id, nothing written), so a CI pipeline may post on every push.",
         request=s.ChangeCreateSerializer,
-        responses={201: s.ChangeDetailSerializer, **_errors(400, 403, 409)},
+        responses={200: OpenApiResponse(s.ChangeDetailSerializer, description="The branch's open change request"),
+                   201: OpenApiResponse(s.ChangeDetailSerializer, description="Opened"), **_errors(400, 403, 409)},
     ),
     partial_update=extend_schema(
         summary="Edit a change request",
@@ -317,9 +316,9 @@ class ChangeRequestViewSet(viewsets.GenericViewSet):
         if not permissions.can(request.user, "create"):
             raise services.ChangeForbidden(permissions.denial("create"))
         data = _validated(s.ChangeCreateSerializer, request)
-        change = services.change_create(acting_user=request.user, **data)
-        location = _abs(request, reverse("change-detail", kwargs={"pk": change.pk}))
-        return Response(self._body(change.pk), status=status.HTTP_201_CREATED, headers={"Location": location})
+        change, is_new = services.change_get_or_create(acting_user=request.user, **data)
+        body = self._body(change.pk)
+        return created(request, body, location=reverse("change-detail", args=[change.pk])) if is_new else Response(body)
 
     def partial_update(self, request, pk=None):
         change = self.get_object()
@@ -411,8 +410,7 @@ class ChangeRequestViewSet(viewsets.GenericViewSet):
         _precheck("revert", change, request.user)
         data = _validated(s.RevertSerializer, request)
         revert = reverts.change_revert(change=change, acting_user=request.user, **data)
-        location = _abs(request, reverse("change-detail", kwargs={"pk": revert.pk}))
-        return Response(self._body(revert.pk), status=status.HTTP_201_CREATED, headers={"Location": location})
+        return created(request, self._body(revert.pk), location=reverse("change-detail", kwargs={"pk": revert.pk}))
 
     @extend_schema(methods=["GET"], summary="Comments", description="Oldest first.",
                    responses={200: s.CommentSerializer(many=True), **_errors(404)})
@@ -425,7 +423,9 @@ class ChangeRequestViewSet(viewsets.GenericViewSet):
             _precheck("comment", change, request.user)
             data = _validated(s.CommentInputSerializer, request)
             comment = services.change_comment(change=change, acting_user=request.user, body=data["body"])
-            return Response(s.CommentSerializer(_comment(comment)).data, status=status.HTTP_201_CREATED)
+            # Comments have no address of their own: Location is the change request's comments.
+            return created(request, s.CommentSerializer(_comment(comment)).data,
+                           location=reverse("change-comments", kwargs={"pk": change.pk}))
         rows = Comment.objects.filter(change=change).select_related("author")
         return Response(s.CommentSerializer([_comment(c) for c in rows], many=True).data)
 
@@ -444,7 +444,7 @@ class ChangeRequestViewSet(viewsets.GenericViewSet):
         except GitError as exc:
             raise RepositoryUnavailableError(str(exc)) from exc
         cis = [
-            {"path": g.ci_path, "url": _abs(request, cmdb_services.portal_url("page", g.ci_path)), "files": [
+            {"path": g.ci_path, "url": absolute(request, cmdb_services.portal_url("page", g.ci_path)), "files": [
                 {"path": f.path, "old_path": f.old_path, "status": f.status, "is_binary": f.is_binary,
                  "masked": not can_view and MASK in f.patch, "patch": f.patch}
                 for f in g.files
@@ -487,7 +487,8 @@ class BaselineViewSet(viewsets.GenericViewSet):
         _staff_only(request.user, "Only staff may tag baselines.")
         data = _validated(s.BaselineInputSerializer, request)
         baseline = services.baseline_create(acting_user=request.user, **data)
-        return Response(s.BaselineSerializer(_baseline(baseline)).data, status=status.HTTP_201_CREATED)
+        # Baselines have no detail route: Location is the list, newest first, where it now leads.
+        return created(request, s.BaselineSerializer(_baseline(baseline)).data, location=reverse("baseline-list"))
 
 
 # ====================================================================================================
@@ -545,14 +546,14 @@ class UnauthorizedCommitViewSet(viewsets.GenericViewSet):
                    request=s.AcknowledgeSerializer, responses=UNAUTHORIZED_RESPONSES)
     @action(detail=True, methods=["post"])
     def acknowledge(self, request, pk=None):
-        return self._resolve(s.AcknowledgeSerializer, services.unauthorized_acknowledge)
+        return self._resolve(s.AcknowledgeSerializer, unauthorized.unauthorized_acknowledge)
 
     @extend_schema(summary="Link to a change request (staff)",
                    description="The commit belongs to a change request (recorded on that CR's timeline).",
                    request=s.LinkSerializer, responses=UNAUTHORIZED_RESPONSES)
     @action(detail=True, methods=["post"])
     def link(self, request, pk=None):
-        return self._resolve(s.LinkSerializer, services.unauthorized_link)
+        return self._resolve(s.LinkSerializer, unauthorized.unauthorized_link)
 
 
 # ====================================================================================================

@@ -6,6 +6,7 @@ and records; its refusals keep their status (403 for non-staff, checked before t
 
 from __future__ import annotations
 
+from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
@@ -15,7 +16,7 @@ from changes import permissions, services, windows
 from changes.models import WEEKDAYS, ChangeWindow
 from cmdb.api.items import ApiPagination
 from cmdb.converters import ID_REGEX
-from portal.api import error_responses
+from portal.api import created, error_responses
 
 
 class ChangeWindowSerializer(serializers.Serializer):
@@ -91,7 +92,8 @@ class ChangeWindowViewSet(viewsets.GenericViewSet):
         serializer = ChangeWindowInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         window = windows.window_create(acting_user=request.user, **serializer.validated_data)
-        return Response(ChangeWindowSerializer(_window(window, timezone.now())).data, status=status.HTTP_201_CREATED)
+        return created(request, ChangeWindowSerializer(_window(window, timezone.now())).data,
+                       location=reverse("change-window-detail", kwargs={"pk": window.pk}))
 
     def destroy(self, request, pk=None):
         window = self.get_object()

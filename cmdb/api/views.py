@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db.models import QuerySet
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, viewsets
 from rest_framework.exceptions import ParseError
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
@@ -27,7 +28,7 @@ from cmdb.api.serializers import (
 )
 from cmdb.models import ConfigItem, LintWarning, SyncRun, SyncState
 from cmdb.secrets import mask_text
-from portal.api import ErrorSerializer
+from portal.api import ErrorSerializer, accepted
 
 SEARCH_MAX_LIMIT = 200
 
@@ -143,4 +144,4 @@ class SyncView(APIView):
     )
     def post(self, request):
         services.sync_request(trigger="api", acting_user=request.user)
-        return Response({"status": "queued"}, status=status.HTTP_202_ACCEPTED)
+        return accepted(request, {"status": "queued"}, location=reverse("sync"))

@@ -8,6 +8,7 @@ import json
 from urllib.parse import parse_qs
 
 from django.conf import settings
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -18,7 +19,7 @@ from rest_framework.views import APIView
 
 from cmdb import services
 from cmdb.api.serializers import WebhookResponseSerializer
-from portal.api import ErrorSerializer
+from portal.api import ErrorSerializer, accepted
 
 WEBHOOK_MAX_BYTES = 25 * 1024 * 1024  # GitHub caps push payloads at 25 MB
 
@@ -123,7 +124,6 @@ class PushWebhookView(APIView):
         ref = data.get("ref") if isinstance(data.get("ref"), str) else None
         branch = ref.removeprefix("refs/heads/") if ref and ref.startswith("refs/heads/") else None
         services.sync_request(trigger="webhook")
-        return Response(
-            {"status": "queued", "event": event, "ref": ref, "branch": branch, "indexed_branch": settings.CMDB_BRANCH},
-            status=status.HTTP_202_ACCEPTED,
-        )
+        # Location: the sync state, where the queued sync shows.
+        return accepted(request, {"status": "queued", "event": event, "ref": ref, "branch": branch,
+                                  "indexed_branch": settings.CMDB_BRANCH}, location=reverse("sync"))

@@ -55,7 +55,8 @@ def test_only_staff_start_audits_through_the_api(audit_env, role, request, djang
     assert response.status_code == expect(403, 403, 403, 202)[role], response.content
     if role == "staff":
         run = AuditRun.objects.get()
-        assert response.json()["id"] == run.pk and response["Location"] == f"/api/audits/{run.pk}/"
+        assert response.json()["id"] == run.pk and response["Location"] == f"http://testserver/api/audits/{run.pk}/"
+        assert response.json()["url"] == f"http://testserver/audits/{run.pk}/"
         assert (run.trigger, run.scope, run.state) == ("api", "prod/web1", "succeeded")
     else:
         assert not AuditRun.objects.exists()

@@ -55,3 +55,17 @@ def test_two_implement_requests_at_once_produce_one_merge(test_branch, make_chan
     assert len(results) == 1 and len(errors) == 1
     assert isinstance(errors[0], services.IllegalTransition)
     assert ChangeEvent.objects.filter(change=change, action="merged").count() == 1
+
+
+def test_a_pipeline_posting_twice_at_once_opens_one_change_request(test_branch, requester):
+    def post():
+        return services.change_get_or_create(acting_user=requester, branch=test_branch, title="From CI")
+
+    results, errors = run_together(post, post)
+
+    assert errors == []
+    assert ChangeRequest.objects.filter(branch=test_branch).count() == 1
+    cr = ChangeRequest.objects.get(branch=test_branch)
+    assert sorted(created for _, created in results) == [False, True]
+    assert {change.pk for change, _ in results} == {cr.pk}
+    assert ChangeEvent.objects.filter(change=cr, action="created").count() == 1

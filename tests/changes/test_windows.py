@@ -385,6 +385,7 @@ def test_the_api_lists_adds_and_removes_windows(db, staff, viewer, paris_time):
              {"environment": "production", "weekdays": [3, 1, 3], "start": "07:00", "end": "09:00", "note": "ops"})
     assert r.status_code == 201, r.content
     body = r.json()
+    assert r["Location"] == f"http://testserver/api/change-windows/{body['id']}/"
     assert {k: body[k] for k in ("environment", "weekdays", "days", "start", "end", "time_zone", "note")} == {
         "environment": "production", "weekdays": [1, 3], "days": "Tue, Thu", "start": "07:00", "end": "09:00",
         "time_zone": "Europe/Paris", "note": "ops"}

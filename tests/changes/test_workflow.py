@@ -9,7 +9,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from changes import diffs, queries, services, verification
+from changes import diffs, queries, services, unauthorized, verification
 from changes.models import (
     AppendOnlyError,
     Approval,
@@ -330,10 +330,10 @@ def test_direct_push_to_main_is_flagged_until_acknowledged(synced, staff, reques
     flagged = UnauthorizedCommit.objects.get(sha=sha)
     assert flagged.status == UnauthorizedCommit.Status.OPEN
     with pytest.raises(services.ChangeForbidden):
-        services.unauthorized_acknowledge(commit=flagged, acting_user=requester, reason="ok")
+        unauthorized.unauthorized_acknowledge(commit=flagged, acting_user=requester, reason="ok")
     with pytest.raises(services.ChangeError, match="needs a reason"):
-        services.unauthorized_acknowledge(commit=flagged, acting_user=staff, reason="")
-    flagged = services.unauthorized_acknowledge(commit=flagged, acting_user=staff, reason="Outage fix, documented")
+        unauthorized.unauthorized_acknowledge(commit=flagged, acting_user=staff, reason="")
+    flagged = unauthorized.unauthorized_acknowledge(commit=flagged, acting_user=staff, reason="Outage fix, documented")
     assert flagged.status == UnauthorizedCommit.Status.ACKNOWLEDGED and flagged.resolved_by == staff
     assert ChangeEvent.objects.filter(action="unauthorized-acknowledged", commit_sha=sha).exists()
 
@@ -343,7 +343,7 @@ def test_unauthorized_commit_can_be_linked_to_a_change_request(synced, test_bran
     synced.write("test/README.md", "# Test\n\nedited on main\n")
     sha = synced.commit("Direct edit")
     cmdb_services.repo_sync(trigger="test")
-    flagged = services.unauthorized_link(commit=UnauthorizedCommit.objects.get(sha=sha), change=change, acting_user=staff)
+    flagged = unauthorized.unauthorized_link(commit=UnauthorizedCommit.objects.get(sha=sha), change=change, acting_user=staff)
     assert flagged.change == change
     assert "unauthorized-linked" in actions(change)
 

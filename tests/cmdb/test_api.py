@@ -565,3 +565,8 @@ def test_docs_are_served_from_local_static_files_only(synced, viewer, client_for
 def test_docs_send_anonymous_visitors_to_the_login_page(db, client, url):
     r = client.get(url)
     assert r.status_code == 302 and r["Location"].startswith("/accounts/login/")
+
+
+def test_a_queued_sync_answers_with_the_absolute_location_of_the_sync_state(synced, staff):
+    r = token_client(staff).post("/api/sync/")
+    assert r.status_code == 202 and r["Location"] == "http://testserver/api/sync/"

@@ -159,3 +159,8 @@ def test_oversized_body_is_refused_before_it_is_read(synced):
                       headers={"X-Hub-Signature-256": github_signature(b"{}", SECRET)},
                       CONTENT_LENGTH=str(26 * 1024 * 1024))
     assert r.status_code == 413
+
+
+def test_a_queued_delivery_answers_with_the_absolute_location_of_the_sync_state(pushed):
+    response = github(push_body(after=pushed))
+    assert response.status_code == 202 and response["Location"] == "http://testserver/api/sync/"

@@ -123,15 +123,17 @@ def test_a_failed_write_puts_the_machine_back_and_halts_the_rollout(
     assert ChangeEvent.objects.filter(change=released, action__in=["deploy-halted", "deploy-finished"]).exists()
 
 
-def test_restore_puts_back_what_a_deploy_wrote(released, approver, dry_env, settings,
+def test_restore_puts_back_what_a_deploy_wrote(released, approver, dry_env, settings, api_for,
                                                django_capture_on_commit_callbacks):
     plan(released, approver, django_capture_on_commit_callbacks)
     settings.CMDB_DEPLOY_MAX_FAILURES = 1
     job = deploy(released, approver, django_capture_on_commit_callbacks)
     Job.objects.filter(pk=job.pk).update(state=Job.State.FAILED)  # as a later machine's failure would
     with django_capture_on_commit_callbacks(execute=True):
-        restore = rollout.restore_start(acting_user=approver, deploy=Job.objects.get(pk=job.pk))
-    restore.refresh_from_db()
+        response = api_for(approver).post(f"/api/jobs/{job.pk}/restore/")
+    assert response.status_code == 202, response.content
+    restore = Job.objects.get(pk=response.json()["id"])
+    assert response["Location"] == f"http://testserver/api/jobs/{restore.pk}/"
     assert (restore.kind, restore.state) == ("restore", "succeeded")
     assert (dry_env["web1"] / "etc/nginx/old.conf").read_text() == "# legacy\n"
     assert not (dry_env["web1"] / "etc/nginx/new.conf").exists()
@@ -177,6 +179,7 @@ def test_the_api_starts_a_deploy_and_answers_refusals(released, approver, viewer
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(f"/api/changes/{released.pk}/deploy/", {"confirm_conflicts": True}, format="json")
     assert response.status_code == 202, response.content
+    assert response["Location"] == f"http://testserver/api/jobs/{response.json()['id']}/"
     body = client.get(f"/api/jobs/{response.json()['id']}/").json()
     assert (body["kind"], body["state"], body["confirm_conflicts"]) == ("deploy", "succeeded", True)
     web1 = next(p for p in body["plans"] if p["machine_path"] == "prod/web1")

@@ -187,6 +187,8 @@ def test_api_and_job_page(dry_env, cr, requester, viewer, client_for, django_cap
         response = client.post(f"/api/changes/{cr.pk}/dry-run/", {}, format="json")
     assert response.status_code == 202, response.content
     job_id = response.json()["id"]
+    assert response["Location"] == f"http://testserver/api/jobs/{job_id}/"
+    assert response.json()["url"] == f"http://testserver/jobs/{job_id}/"
     data = client.get(f"/api/jobs/{job_id}/").json()
     assert data["state"] == "succeeded" and data["machines_done"] == 4
     assert {p["machine_path"]: p["status"] for p in data["plans"]}["prod/web1"] == "planned"
@@ -197,6 +199,7 @@ def test_api_and_job_page(dry_env, cr, requester, viewer, client_for, django_cap
                                format="json")
     assert response.status_code == 202 and response.json()["state"] == "queued"
     queued = response.json()["id"]
+    assert response["Location"] == f"http://testserver/api/jobs/{queued}/"
     assert api_client(viewer).post(f"/api/jobs/{queued}/cancel/").status_code == 403
     assert api_client(viewer).post("/api/dry-runs/", {"revision": "main"},
                                    format="json").status_code == 403
