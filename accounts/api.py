@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,7 +19,7 @@ from accounts.authentication import ApiTokenAuthentication
 from accounts.models import ApiToken
 from cmdb import converters  # noqa: F401 (registers the id converter)
 from cmdb.api.items import ApiPagination
-from portal.api import error_responses
+from portal.api import created, error_responses
 from portal.errors import Forbidden
 
 
@@ -88,7 +88,7 @@ class TokenListView(ListAPIView):
                                      expires_at=body.validated_data.get("expires_at"))
         data = NewTokenSerializer(made.token, context={"request": request}).data
         data["key"] = made.key
-        return Response(data, status=status.HTTP_201_CREATED, headers={"Location": data["url"]})
+        return created(request, data, location=data["url"])
 
 
 def _token(request, pk: int) -> ApiToken:
