@@ -23,6 +23,7 @@ from audits import api as audits_api
 from changes import api as changes_api
 from cmdb import api as cmdb_api
 from deploys import api as deploys_api
+from notifications import api as notifications_api
 
 
 class ApiRouter(DefaultRouter):
@@ -55,6 +56,7 @@ app_patterns += cmdb_api.register(router)
 app_patterns += changes_api.register(router)
 app_patterns += deploys_api.urlpatterns()
 app_patterns += audits_api.urlpatterns()
+app_patterns += notifications_api.register(router)
 
 urlpatterns = [
     *api_view_patterns(app_patterns),

@@ -82,6 +82,11 @@ CMDB_DEPLOY_TIME_LIMIT = env_int("CMDB_DEPLOY_TIME_LIMIT", 1800, minimum=60)  # 
 # Previous files of every machine a deploy wrote, per job (sensitive: 0700).
 CMDB_DEPLOY_BACKUP_DIR = env_path("CMDB_DEPLOY_BACKUP_DIR", CMDB_DATA_DIR / "deploy-backups")
 
+# --- notifications: targets are configured by staff in the portal ----------------------------------
+CMDB_NOTIFY_TIMEOUT = env_int("CMDB_NOTIFY_TIMEOUT", 10, minimum=1)  # seconds per HTTP delivery
+CMDB_NOTIFY_MAX_ATTEMPTS = env_int("CMDB_NOTIFY_MAX_ATTEMPTS", 6, minimum=1)
+CMDB_NOTIFY_RETRY_DELAY = env_int("CMDB_NOTIFY_RETRY_DELAY", 30, minimum=1)  # first retry; doubles each time
+
 try:
     CMDB_DATA_DIR.mkdir(parents=True, exist_ok=True)
 except OSError as exc:  # pragma: no cover - depends on the host
@@ -111,6 +116,7 @@ INSTALLED_APPS = [
     "changes",
     "audits",
     "deploys",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -373,5 +379,10 @@ CELERY_BEAT_SCHEDULE = {
     "audits-reap": {
         "task": "audits.tasks.audit_reap",
         "schedule": 300.0,
+    },
+    # Daily; the event's key is the month, so targets hear of overdue checks once a month.
+    "notifications-checks-overdue": {
+        "task": "notifications.tasks.checks_overdue",
+        "schedule": crontab(minute="0", hour="8"),
     },
 }

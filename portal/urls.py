@@ -11,5 +11,6 @@ urlpatterns = [
     path("changes/", include("changes.urls")),
     path("jobs/", include("deploys.urls")),
     path("audits/", include("audits.urls")),
+    path("notifications/", include("notifications.urls")),
     path("", include("cmdb.urls")),
 ]

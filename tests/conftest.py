@@ -249,3 +249,14 @@ def api_for(db):
         return client
 
     return make
+
+
+@pytest.fixture
+def http_receiver():
+    """A real HTTP server on loopback that records what it receives (tests/fixtures/receiver.py)."""
+    from tests.fixtures.receiver import start_receiver
+
+    receiver, server = start_receiver()
+    yield receiver
+    server.shutdown()
+    server.server_close()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ("cmdb", "fleet", "changes", "deploys", "audits", "portal")
+APPS = ("cmdb", "fleet", "changes", "deploys", "audits", "notifications", "portal")
 MAX_LINES = 600
 # What each package may import of the others (its own modules always).
 ALLOWED = {
@@ -21,6 +21,10 @@ ALLOWED = {
                 "portal.tasks"},
     "audits": {"cmdb", "fleet", "changes.models", "changes.services", "changes.queries", "portal.errors",
                "portal.api", "portal.listing", "portal.roles", "portal.tasks"},
+    # Above the processes it reports on: it listens to their signals and reads their models.
+    "notifications": {"cmdb", "changes.models", "changes.services", "changes.signals", "audits.models",
+                      "audits.signals", "deploys.models", "portal.errors", "portal.api", "portal.listing",
+                      "portal.roles", "portal.tasks"},
 }
 
 
@@ -79,3 +83,9 @@ def test_only_one_module_speaks_ssh_and_one_speaks_git():
 
     assert importers("asyncssh") == ["fleet/transport/ssh.py"]
     assert importers("git") == ["cmdb/gitrepo.py"]
+
+
+def test_only_the_notification_senders_speak_http():
+    users = sorted(str(p.relative_to(ROOT)) for _, p in modules()
+                   if any(m in ("urllib.request", "http.client", "requests", "httpx") for m, _ in imports(p)))
+    assert users == ["notifications/senders.py"]
