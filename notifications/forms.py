@@ -33,7 +33,8 @@ class TargetForm(forms.Form):
 
     def __init__(self, *args, target: Target | None = None, **kwargs):
         if target is not None and "initial" not in kwargs:
-            kwargs["initial"] = {"name": target.name, "kind": target.kind, "url": target.url,
+            # Neither the URL (incoming-webhook URLs hold their token) nor the secret is shown back.
+            kwargs["initial"] = {"name": target.name, "kind": target.kind,
                                  "addresses": "\n".join(target.addresses), "room": target.room,
                                  "events": target.events, "environments": target.environments,
                                  "enabled": target.enabled}
@@ -41,6 +42,8 @@ class TargetForm(forms.Form):
         self.fields["environments"].choices = environment_choices(target.environments if target else ())
         if target is None:
             del self.fields["regenerate_secret"]
+        elif target.url:
+            self.fields["url"].help_text = f"Stored: {target.url_masked} — leave empty to keep it."
 
     def clean_addresses(self) -> list[str]:
         raw = self.cleaned_data.get("addresses", "")

@@ -73,7 +73,7 @@ def target_create(*, acting_user, **fields) -> Target:
 
 
 def target_update(*, acting_user, target: Target, **fields) -> Target:
-    """Change a target; an empty ``secret`` keeps the stored one (forms never show it back)."""
+    """Change a target; an empty ``secret`` or ``url`` keeps the stored one (forms never show them back)."""
     _require_staff(acting_user)
     unknown = set(fields) - set(FIELDS) - {"regenerate_secret"}
     if unknown:
@@ -81,8 +81,9 @@ def target_update(*, acting_user, target: Target, **fields) -> Target:
     regenerate = fields.pop("regenerate_secret", False)
     with transaction.atomic():
         target = Target.objects.select_for_update().get(pk=target.pk)
-        if not fields.get("secret", "x"):
-            fields.pop("secret")
+        for kept in ("secret", "url"):  # never shown back, so an empty value means "keep"
+            if not fields.get(kept, "x"):
+                fields.pop(kept)
         for key, value in fields.items():
             setattr(target, key, value)
         if regenerate or (target.kind == Target.Kind.WEBHOOK and not target.secret):
