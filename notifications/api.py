@@ -33,7 +33,7 @@ class TargetSerializer(serializers.ModelSerializer):
                   "events", "environments", "enabled", "created_by", "created_at"]
         read_only_fields = ["created_at"]
         # Uniqueness is the service's to say (409-free 400 with its message), not the serializer's.
-        extra_kwargs = {"name": {"validators": []}}
+        extra_kwargs: dict[str, dict] = {"name": {"validators": []}}
 
 
 class DeliverySerializer(serializers.ModelSerializer):

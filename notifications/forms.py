@@ -39,7 +39,16 @@ class TargetForm(forms.Form):
                                  "events": target.events, "environments": target.environments,
                                  "enabled": target.enabled}
         super().__init__(*args, **kwargs)
-        self.fields["environments"].choices = environment_choices(target.environments if target else ())
+        envs = self.fields["environments"]
+        assert isinstance(envs, forms.MultipleChoiceField)
+        envs.choices = environment_choices(target.environments if target else ())
+        for field in self.fields.values():
+            if isinstance(field.widget, forms.Select):
+                field.widget.attrs.setdefault("class", "form-select")
+            elif isinstance(field.widget, (forms.TextInput, forms.Textarea, forms.PasswordInput)):
+                field.widget.attrs.setdefault("class", "form-control")
+            elif isinstance(field.widget, forms.CheckboxInput):
+                field.widget.attrs.setdefault("class", "form-check-input")
         if target is None:
             del self.fields["regenerate_secret"]
         elif target.url:
