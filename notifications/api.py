@@ -8,6 +8,7 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from cmdb.converters import ID_REGEX
 from notifications import permissions, services
 from notifications.models import Delivery, Event, Target
 from portal.api import error_responses
@@ -62,6 +63,7 @@ class TargetViewSet(viewsets.ModelViewSet):
     """Notification targets (staff only)."""
 
     serializer_class = TargetSerializer
+    lookup_value_regex = ID_REGEX
 
     def get_queryset(self):
         _check(self.request)
@@ -95,13 +97,14 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
     """The delivery log, newest first (staff only)."""
 
     serializer_class = DeliverySerializer
+    lookup_value_regex = ID_REGEX
 
     def get_queryset(self):
         _check(self.request)
         rows = Delivery.objects.order_by("-created_at", "-id")
         target = self.request.query_params.get("target", "")
         if target:
-            rows = rows.filter(target_id=int(target)) if target.isdigit() and len(target) < 19 else rows.none()
+            rows = rows.filter(target_id=int(target)) if target.isdigit() and len(target) <= 18 else rows.none()
         for field in ("state", "event"):
             value = self.request.query_params.get(field)
             if value:

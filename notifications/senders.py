@@ -32,9 +32,15 @@ class DeliveryFailed(Exception):
 
 def url_problem(url: str) -> str:
     """Why ``url`` cannot be a notification target ("" when it can): http(s) only, never file: or ftp:."""
-    parts = urlsplit(url or "")
+    try:
+        parts = urlsplit(url or "")
+        _ = parts.port  # an impossible port raises here, not when sending
+    except ValueError:
+        return "The URL is not a valid address."
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "The URL must be an http:// or https:// address."
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        return "The URL may not contain spaces or control characters."
     return ""
 
 

@@ -64,6 +64,9 @@ def test_the_form_refuses_what_cannot_be_delivered(staff, client_for):
     for data in ({"name": "x", "kind": "webhook", "url": "file:///etc/passwd"},
                  {"name": "x", "kind": "email", "addresses": "not an address"},
                  {"name": "x", "kind": "matrix", "url": "https://matrix.example.org"},
+                 {"name": "x", "kind": "webhook", "url": "http://hooks.example.org:99999999/x"},
+                 {"name": "x", "kind": "webhook", "url": "http://[::1/x"},
+                 {"name": "x", "kind": "webhook", "url": ""},
                  {"name": "x", "kind": "nonsense"}):
         response = client.post("/notifications/new/", {**data, "csrfmiddlewaretoken": token})
         assert response.status_code == 400, data
