@@ -14,6 +14,9 @@ class TargetAdmin(admin.ModelAdmin):
     exclude = ("secret", "url")
     readonly_fields = ("secret_masked", "url_masked", "created_by", "created_at")
 
+    def has_add_permission(self, request):
+        return False  # created in /notifications/, whose service checks what each kind needs
+
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
