@@ -16,9 +16,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DJANGO_SETTINGS_MODULE=portal.settings \
     CMDB_DATA_DIR=/data
 
-# git and ssh for the configuration repository (clone/fetch/push over ssh://).
+# git and ssh for the configuration repository (clone/fetch/push over ssh://); OpenLDAP and SASL
+# libraries for python-ldap (directory sign-in), which is built from source below (no wheels on PyPI).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends git openssh-client \
+      libldap2-dev libsasl2-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
@@ -28,8 +30,13 @@ WORKDIR /app
 COPY pyproject.toml ./
 # PYTHONDONTWRITEBYTECODE keeps processes from writing .pyc at run time, so compile once here: every
 # gunicorn worker, Celery process and management command then starts in about half the time.
-RUN pip install . \
- && python -m compileall -q "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+# The compiler is needed for python-ldap only: installed and removed in the same layer.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc \
+ && pip install . \
+ && python -m compileall -q "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+ && apt-get purge -y --auto-remove gcc \
+ && rm -rf /var/lib/apt/lists/*
 
 COPY . .
 RUN python -m compileall -q -x '(node_modules|tests|benchmarks)/' /app

@@ -21,22 +21,24 @@ NODE_STAMP := node_modules/.installed
 
 # Root on the project's machines; a developer laptop gets sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_PACKAGES := redis-server postgresql openssh-server rsync chromium git
+SYSTEM_PACKAGES := redis-server postgresql openssh-server rsync chromium git slapd ldap-utils
+# python-ldap (django-auth-ldap's client) has no wheels on PyPI: the venv builds it from source.
+BUILD_PACKAGES := gcc libc6-dev python3-dev libldap2-dev libsasl2-dev
 
 # Files checked by mypy. Extend with `MYPY_FILES += path.py` below or on the command line.
-MYPY_FILES := cmdb/gitrepo.py cmdb/services.py cmdb/indexer.py cmdb/layout.py cmdb/secrets.py cmdb/markdown.py cmdb/search.py fleet changes/services.py changes/permissions.py deploys audits/services.py audits/queries.py audits/tasks.py audits/permissions.py portal/errors.py portal/roles.py portal/middleware.py audits/adopt.py audits/errors.py cmdb/gittypes.py changes/verification.py portal/views.py portal/listing.py cmdb/lint.py cmdb/views.py cmdb/api changes/views.py changes/api changes/impact.py changes/diffs.py changes/queries.py changes/tasks.py audits/views.py audits/api.py portal/env.py portal/backup.py portal/tasks.py portal/throttling.py portal/auth.py portal/api.py cmdb/converters.py
+MYPY_FILES := cmdb/gitrepo.py cmdb/services.py cmdb/indexer.py cmdb/layout.py cmdb/secrets.py cmdb/markdown.py cmdb/search.py fleet changes/services.py changes/permissions.py deploys audits/services.py audits/queries.py audits/tasks.py audits/permissions.py portal/errors.py portal/roles.py portal/middleware.py audits/adopt.py audits/errors.py cmdb/gittypes.py changes/verification.py portal/views.py portal/listing.py cmdb/lint.py cmdb/views.py cmdb/api changes/views.py changes/api changes/impact.py changes/diffs.py changes/queries.py changes/tasks.py audits/views.py audits/api.py portal/env.py portal/backup.py portal/tasks.py portal/throttling.py portal/auth.py portal/api.py cmdb/converters.py accounts portal/metrics.py portal/sso.py portal/auth_ldap.py portal/auth_oidc.py
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv static system-packages test test-fast demo lint clean distclean
+.PHONY: help venv static system-packages build-packages test test-fast demo lint clean distclean
 
 help:
-	@echo "targets: venv static system-packages test test-fast demo lint clean distclean"
+	@echo "targets: venv static system-packages build-packages test test-fast demo lint clean distclean"
 
 # --- Python -----------------------------------------------------------------------------------------
 venv: $(VENV_STAMP)
 
-$(VENV_STAMP): pyproject.toml
+$(VENV_STAMP): pyproject.toml | build-packages
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	@$(VENV)/bin/uv --version 2>/dev/null | grep -qF ' $(UV_VERSION)' \
 	  || $(VPY) -m pip install -q uv==$(UV_VERSION)
@@ -59,15 +61,23 @@ $(NODE_STAMP): package.json $(wildcard package-lock.json)
 	@touch $@
 
 # --- Debian packages: the real services the tests start (no systemd: nothing is started here) -------
-system-packages:
-	@if dpkg-query -W -f='$${db:Status-Abbrev}\n' $(SYSTEM_PACKAGES) 2>/dev/null \
-	     | awk '$$1 != "ii" {bad=1} END {exit bad || NR != $(words $(SYSTEM_PACKAGES))}'; then \
-	  echo "system-packages: all installed ($(SYSTEM_PACKAGES))"; \
+# $(call apt_ensure,TARGET,PACKAGES): apt-get update and install only when one of PACKAGES is missing.
+define apt_ensure
+	@if dpkg-query -W -f='$${db:Status-Abbrev}\n' $(2) 2>/dev/null \
+	     | awk '$$1 != "ii" {bad=1} END {exit bad || NR != $(words $(2))}'; then \
+	  echo "$(1): all installed ($(2))"; \
 	else \
-	  echo "system-packages: installing $(SYSTEM_PACKAGES)"; \
+	  echo "$(1): installing $(2)"; \
 	  $(SUDO) apt-get update; \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(2); \
 	fi
+endef
+
+system-packages:
+	$(call apt_ensure,system-packages,$(SYSTEM_PACKAGES))
+
+build-packages:
+	$(call apt_ensure,build-packages,$(BUILD_PACKAGES))
 
 # --- entry points -----------------------------------------------------------------------------------
 test: venv static system-packages

@@ -1,5 +1,5 @@
 """``/api/audits/``, ``/api/findings/`` (with acknowledge/adopt/restore actions), ``/api/manual-checks/``,
-``/api/status/``.
+and the serializers of the audit figures that ``/api/status/`` (``portal.status_api``) extends.
 
 Thin views over ``audits.services`` and ``audits.queries``: refusals keep the service's message and
 status (403, 409, 400). Starting an audit answers 202 with the run; clients poll ``/api/audits/{id}/``.
@@ -227,13 +227,6 @@ class ManualCheckRecordView(APIView):
         return Response(ManualCheckSerializer(done).data)
 
 
-class StatusView(APIView):
-    @extend_schema(responses={200: AuditStatusSerializer},
-                   description="The status-accounting figures of the home page, from stored audit results.")
-    def get(self, request):
-        return Response(AuditStatusSerializer(queries.status_overview()).data)
-
-
 def urlpatterns() -> list:
     return [
         path("audits/", AuditListView.as_view(), name="api-audit-list"),
@@ -254,5 +247,4 @@ def urlpatterns() -> list:
              name="api-finding-restore"),
         path("manual-checks/", ManualCheckListView.as_view(), name="api-manualcheck-list"),
         path("manual-checks/<id:pk>/", ManualCheckRecordView.as_view(), name="api-manualcheck-record"),
-        path("status/", StatusView.as_view(), name="api-status"),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from audits.models import Finding, ManualCheck
+from cmdb.converters import is_id
 
 
 class AuditStartForm(forms.Form):
@@ -17,7 +18,18 @@ class FindingFilterForm(forms.Form):
     environment = forms.CharField(required=False, max_length=255)
     kind = forms.ChoiceField(required=False, choices=[("", "any kind"), *Finding.Kind.choices])
     machine = forms.CharField(required=False, max_length=1000)
+    application = forms.CharField(required=False, max_length=1000, help_text="environment/machine/application")
+    run = forms.CharField(required=False, max_length=20, label="audit")
     history = forms.BooleanField(required=False, label="include earlier audits")
+
+    def clean_run(self) -> int | None:
+        """An audit number, or None: anything else is refused here rather than by the database."""
+        value = self.cleaned_data["run"].strip().lstrip("#")
+        if not value:
+            return None
+        if not is_id(value):
+            raise forms.ValidationError("An audit number.")
+        return int(value)
 
 
 class FindingActionForm(forms.Form):

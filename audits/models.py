@@ -62,6 +62,7 @@ class AuditRun(models.Model):
     # "statuses": {status: n}, "environments": {env: {...same...}}}.
     summary = models.JSONField(default=dict, blank=True)
     summary_mailed_at = models.DateTimeField(null=True, blank=True)
+    pruned_at = models.DateTimeField(null=True, blank=True, help_text="When retention removed per-machine results")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -143,6 +144,8 @@ class Finding(models.Model):
         OWNER = "owner", "owner/group drift"
         MISSING = "missing", "missing on the machine"
         UNREADABLE = "unreadable", "not readable"
+        # A person checked a machine configured by hand and found it differs from its README.
+        MANUAL = "manual", "manual check discrepancy"
 
     class State(models.TextChoices):
         OPEN = "open"
@@ -200,6 +203,9 @@ class Finding(models.Model):
         """Why "adopt live" cannot apply to this finding ("" when it can): Git holds file contents
         and the modes 0644/0755; anything else is a manifest edit for a person, and a secret is never
         copied from a machine into the repository (it may be stored encrypted there)."""
+        if self.kind == self.Kind.MANUAL:
+            return ("A manual check discrepancy has no live file to adopt: describe the machine as it should be "
+                    "in its README in a branch, or restore declared to have it set up as the README says.")
         if self.kind not in (self.Kind.CONTENT, self.Kind.MODE):
             return (f"Only content and mode drift can be adopted; for {self.get_kind_display()} edit the "
                     "repository in a branch, or restore the declared file.")

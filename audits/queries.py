@@ -78,12 +78,9 @@ def status_overview() -> dict:
                     .order_by().values_list("environment").annotate(n=Count("change", distinct=True)))
     for name, n in open_changes:
         envs.setdefault(name, _env_row(name))["open_changes"] = n
-    runs = list(AuditRun.objects.filter(state__in=(AuditRun.State.SUCCEEDED, AuditRun.State.INCOMPLETE))
-                .order_by("-created_at", "-id").only("id", "created_at", "summary", "scope", "state")[:TREND_RUNS])
-    for run in reversed(runs):
-        for name, figures in run.summary.get("environments", {}).items():
-            if name in envs:
-                envs[name]["trend"].append({"run": run.pk, "at": run.created_at, "compliance": figures.get("compliance")})
+    for name, trend in compliance_trends().items():
+        if name in envs:
+            envs[name]["trend"] = trend
     for env in envs.values():
         env["compliance"] = percent(env["in_sync"], env["files"])
     statuses: dict[str, int] = defaultdict(int)
@@ -93,8 +90,8 @@ def status_overview() -> dict:
             total[key] += env[key]
         for status, n in env["statuses"].items():
             statuses[status] += n
-    last_run = AuditRun.objects.order_by("-created_at", "-id").only(
-        "id", "state", "scope", "created_at", "finished_at", "summary", "machines_done", "machines_total").first()
+    # Every field the API serializes (a deferred one would cost a query each), but not the machine list.
+    last_run = AuditRun.objects.select_related("requested_by").defer("machines").order_by("-created_at", "-id").first()
     last_sync = SyncRun.objects.order_by("-started_at").only("id", "status", "started_at", "finished_at", "to_sha").first()
     return {
         "environments": [envs[k] for k in sorted(envs)],
@@ -105,6 +102,18 @@ def status_overview() -> dict:
         "last_sync": last_sync,
         "next_audit_at": next_scheduled_audit(),
     }
+
+
+def compliance_trends(runs: int = TREND_RUNS) -> dict[str, list[dict]]:
+    """Compliance per environment over the last ``runs`` finished audits, oldest first, from the
+    summaries stored on the runs (one query): ``{env: [{"run", "at", "compliance"}]}``."""
+    out: dict[str, list[dict]] = defaultdict(list)
+    last = list(AuditRun.objects.filter(state__in=(AuditRun.State.SUCCEEDED, AuditRun.State.INCOMPLETE))
+                .order_by("-created_at", "-id").only("id", "created_at", "summary")[:runs])
+    for run in reversed(last):
+        for name, figures in run.summary.get("environments", {}).items():
+            out[name].append({"run": run.pk, "at": run.created_at, "compliance": figures.get("compliance")})
+    return dict(sorted(out.items()))
 
 
 def machine_statuses(*, environment: str = "", status: str = "", q: str = ""):
@@ -139,8 +148,8 @@ def overdue_checks():
     return ManualCheck.objects.filter(state=ManualCheck.State.OPEN, due__lte=timezone.localdate())
 
 
-def findings(*, state: str = "", environment: str = "", kind: str = "", machine: str = "", run: int | None = None,
-             history: bool = False):
+def findings(*, state: str = "", environment: str = "", kind: str = "", machine: str = "", application: str = "",
+             run: int | None = None, history: bool = False):
     """Findings filtered the way the list page and the API offer: by default those of each machine's
     latest audit (what is true now); ``run`` or ``history`` for older ones."""
     qs = Finding.objects.select_related("run", "change", "handled_by")
@@ -154,6 +163,8 @@ def findings(*, state: str = "", environment: str = "", kind: str = "", machine:
         qs = qs.filter(kind=kind)
     if machine:
         qs = qs.filter(machine_path=machine)
+    if application:
+        qs = qs.filter(app_path=application)
     if run is not None:
         qs = qs.filter(run_id=run)
     return qs.order_by("-run_id", "machine_path", "target", "kind")

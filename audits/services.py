@@ -310,6 +310,7 @@ def _store_running(run: AuditRun, outcomes: list[_Outcome]) -> None:
         for o in outcomes:
             for f in o.findings:
                 f.run, f.result = run, by_machine[o.machine]
+        findings += _carry_manual_findings(by_machine)
         Finding.objects.bulk_create(findings, batch_size=1000)
         ManualCheck.objects.bulk_create([
             ManualCheck(run=run, machine_path=o.machine, environment=o.machine.split("/", 1)[0], due=due)
@@ -329,6 +330,19 @@ def _store_running(run: AuditRun, outcomes: list[_Outcome]) -> None:
                            "files_total", "files_in_sync", "open_findings"],
         )
         AuditRun.objects.filter(pk=run.pk).update(machines_done=F("machines_done") + len(results), progress_at=now)
+
+
+def _carry_manual_findings(results: dict[str, MachineResult]) -> list[Finding]:
+    """Open manual-check discrepancies of the machines' previous results, carried onto the new ones:
+    no audit sees them again, and they stay open until a person acknowledges or resolves them."""
+    previous = MachineStatus.objects.filter(machine_path__in=list(results)).values_list("last_result_id", flat=True)
+    carried = []
+    for old in Finding.objects.filter(result_id__in=list(previous), kind=Kind.MANUAL, state=FState.OPEN):
+        result = results[old.machine_path]
+        carried.append(Finding(run=result.run, result=result, machine_path=old.machine_path, environment=old.environment,
+                               source_path=old.source_path, target=old.target, kind=Kind.MANUAL, reason=old.reason,
+                               fingerprint=old.fingerprint, carried_from=old.carried_from or old))
+    return carried
 
 
 def _next_month(day: date) -> date:
@@ -533,14 +547,33 @@ def manual_check_record(*, check: ManualCheck, acting_user, state: str, note: st
         locked.state, locked.note = state, note.strip()
         locked.checked_by, locked.checked_at = acting_user, timezone.now()
         locked.save(update_fields=["state", "note", "checked_by", "checked_at"])
+        finding = _manual_finding(locked) if state == ManualCheck.State.DISCREPANCY else None
+        extra: dict[str, Any] = {"finding": finding.pk} if finding else {}
         change_services.record_event(actor=acting_user, action=f"manual-check-{state}",
-                                     message=f"Manual check of {locked.machine_path} (audit #{locked.run_id}): {state}",
+                                     message=f"Manual check of {locked.machine_path} (audit #{locked.run_id}): {state}"
+                                     + (f"; open finding #{finding.pk}" if finding else ""),
                                      check=locked.pk, audit=locked.run_id, machine=locked.machine_path,
-                                     note=locked.note)
+                                     note=locked.note, **extra)
         run_id, check_id = locked.run_id, locked.pk
         transaction.on_commit(lambda: signals.manual_check_recorded.send(sender=ManualCheck, run_id=run_id,
                                                                          check_id=check_id))
     return locked
+
+
+def _manual_finding(check: ManualCheck) -> Finding:
+    """A discrepancy found by hand becomes an open finding on the machine's latest result (an older
+    check may be recorded after a newer audit), counted like drift until someone handles it."""
+    status = MachineStatus.objects.select_for_update().filter(machine_path=check.machine_path).first()
+    result = (status.last_result if status is not None and status.last_result_id else None) or \
+        MachineResult.objects.get(run_id=check.run_id, machine_path=check.machine_path)
+    target = "README (checked by hand)"
+    finding = Finding.objects.create(
+        run_id=result.run_id, result=result, machine_path=check.machine_path, environment=check.environment,
+        source_path=f"{check.machine_path}/README.md", target=target, kind=Kind.MANUAL, reason=check.note,
+        fingerprint=Finding.fingerprint_of(check.machine_path, target, Kind.MANUAL, f"check {check.pk}"),
+    )
+    MachineStatus.objects.filter(last_result_id=result.pk).update(open_findings=F("open_findings") + 1)
+    return finding
 
 
 # What a person may decide about an open finding, by the name the forms and the API use.

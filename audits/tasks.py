@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.utils import timezone
 
-from audits import services
+from audits import retention, services
 from audits.models import AuditRun, ManualCheck
 from portal.tasks import RETRIES, TRANSIENT, retry_later
 
@@ -101,3 +101,9 @@ def mail_body(run: AuditRun) -> str:
         lines += ["", f"{open_checks} machine(s) configured by hand wait for a manual check this month."]
     lines += ["", f"Details: {settings.CMDB_PUBLIC_URL.rstrip('/')}{run.get_absolute_url()}"]
     return "\n".join(lines) + "\n"
+
+
+@shared_task(name="audits.tasks.results_prune")
+def results_prune() -> dict:
+    """Daily: remove old per-machine results as ``CMDB_RETAIN_AUDIT_RESULTS_DAYS`` says (nothing by default)."""
+    return retention.results_prune().__dict__

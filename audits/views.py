@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from audits import forms, permissions, queries, services
+from audits.matrix import audit_matrix
 from audits.models import AuditRun, Finding, MachineResult, ManualCheck
 from cmdb.browse import highlight_diff
 from portal.errors import ServiceError
@@ -37,6 +38,7 @@ def audit_list(request):
         "form": forms.AuditStartForm(),
         "can_start": permissions.can_start(request.user),
         "next_audit_at": queries.next_scheduled_audit(),
+        "trend": [{"environment": name, "trend": trend} for name, trend in queries.compliance_trends().items()],
         "crontab": _crontab_text(),
         "time_zone": settings.TIME_ZONE,
     })
@@ -76,6 +78,7 @@ def audit_detail(request, pk: int):
     for finding in Finding.objects.filter(result__in=list(page.object_list)).select_related("change", "handled_by"):
         by_result.setdefault(finding.result_id, []).append(finding)
     machines = [{"result": r, "findings": by_result.get(r.pk, [])} for r in page.object_list]
+    matrix = audit_matrix(run.pk, list(page.object_list), by_result)
     template = "audits/_audit_body.html" if request.htmx else "audits/audit_detail.html"
     return render(request, template, {
         "run": run,
@@ -83,6 +86,7 @@ def audit_detail(request, pk: int):
         "status": status,
         "status_tabs": [(s, counts.get(s, 0)) for s in MachineResult.Status.values],
         "machines": machines,
+        "matrix": matrix,
         "checks": list(run.manual_checks.select_related("checked_by")),
         "environments": sorted(run.summary.get("environments", {}).items()),
     })
@@ -94,6 +98,7 @@ def finding_list(request):
     filters = form.cleaned_data if form.is_valid() else {}
     qs = queries.findings(state=filters.get("state", ""), environment=filters.get("environment", ""),
                           kind=filters.get("kind", ""), machine=filters.get("machine", ""),
+                          application=filters.get("application", ""), run=filters.get("run"),
                           history=filters.get("history", False))
     page = Paginator(qs.select_related(None).only("id", "run_id", "machine_path", "target", "kind", "state", "secret", "change_id",
                              "app_path", "declared", "live"), FINDINGS_PER_PAGE).get_page(request.GET.get("page"))
@@ -134,6 +139,9 @@ def finding_act(request, pk: int):
 def check_list(request):
     overdue_only = request.GET.get("overdue") == "1"
     qs = queries.overdue_checks() if overdue_only else ManualCheck.objects.filter(state=ManualCheck.State.OPEN)
+    environment = request.GET.get("environment", "").replace("\x00", "")[:255]  # PostgreSQL refuses NUL
+    if environment:  # the home page's verdict links to one environment's overdue checks
+        qs = qs.filter(environment=environment)
     checks = qs.select_related("run").order_by("due", "machine_path")
     page = Paginator(checks, MACHINES_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "audits/check_list.html", {

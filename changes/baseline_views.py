@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.contrib import messages
@@ -18,7 +19,7 @@ from changes.forms import (
     CompareForm,
 )
 from changes.models import Baseline, ChangeRequest
-from cmdb import layout
+from cmdb import layout, versions
 from cmdb import services as cmdb_services
 from cmdb.gitrepo import GitError, UnknownRevision
 from portal.listing import form_error, with_query
@@ -32,22 +33,50 @@ State = ChangeRequest.State
 # ====================================================================================================
 
 
+@dataclass
+class BaselineRow:
+    """A portal baseline or a tag made outside the portal (``outside``), as the list shows it."""
+
+    name: str
+    sha: str
+    note: str
+    by: str
+    when: datetime | None
+    outside: bool
+    compare_url: str | None = None
+
+
+def _baseline_rows() -> list[BaselineRow]:
+    """Portal baselines merged with origin's tags matching CMDB_BASELINE_TAG_PATTERN, newest first."""
+    rows = [BaselineRow(b.name, b.sha, b.note, b.created_by.get_username(), b.created_at, False)
+            for b in Baseline.objects.select_related("created_by")]
+    ours = {r.name for r in rows}
+    rows += [BaselineRow(t.name, t.sha, t.message, t.tagger, t.tagged_at, True)
+             for t in versions.baseline_tags() if t.name not in ours]
+    rows.sort(key=lambda r: (r.when is not None, r.when or datetime.min.replace(tzinfo=UTC)), reverse=True)
+    # Each row compares with the baseline before it.
+    for row, older in zip(rows, rows[1:], strict=False):
+        row.compare_url = with_query(reverse("changes:baseline_compare"), **{"from": older.name, "to": row.name})
+    return rows
+
+
+def _compare_choices(rows: list[BaselineRow]) -> list[versions.RevChoice]:
+    listed = versions.rev_choices()
+    known = {c.value for c in listed}
+    return [*(versions.RevChoice(r.name, "baseline") for r in rows if r.name not in known), *listed]
+
+
 @require_safe
 def baseline_list(request: HttpRequest) -> HttpResponse:
-    baselines = list(Baseline.objects.select_related("created_by"))
-    # Each row compares with the baseline before it (the list is newest first).
-    rows = [
-        {"b": b, "compare_url": with_query(reverse("changes:baseline_compare"), **{"from": older.name, "to": b.name})
-         if older else None}
-        for b, older in zip(baselines, [*baselines[1:], None], strict=False)
-    ]
-    names = [b.name for b in baselines]
+    rows = _baseline_rows()
+    names = [r.name for r in rows]
     return render(request, "changes/baseline_list.html", {
         "rows": rows,
-        "names": names,
+        "choices": _compare_choices(rows),
         "compare_form": CompareForm(initial={"from_rev": names[1] if len(names) > 1 else "",
                                              "to_rev": names[0] if names else ""}),
         "branch": _main(),
+        "pattern": settings.CMDB_BASELINE_TAG_PATTERN,
     })
 
 
@@ -60,7 +89,7 @@ def baseline_create(request: HttpRequest) -> HttpResponse:
     if not permissions.is_staff(request.user):
         raise PermissionDenied("Only staff may tag baselines.")
     if request.method != "POST":
-        return render(request, "changes/baseline_form.html", {"form": BaselineForm()})
+        return render(request, "changes/baseline_form.html", {"form": BaselineForm(), "choices": versions.rev_choices()})
     form = BaselineForm(request.POST)
     error, status = "", 400
     if form.is_valid():
@@ -73,7 +102,8 @@ def baseline_create(request: HttpRequest) -> HttpResponse:
             return redirect("changes:baseline_list")
     else:
         error = form_error(form)
-    return render(request, "changes/baseline_form.html", {"form": form, "error": error}, status=status)
+    return render(request, "changes/baseline_form.html", {"form": form, "error": error, "choices": versions.rev_choices()},
+                  status=status)
 
 
 @dataclass
@@ -100,7 +130,7 @@ def _resolve_baseline(repo, value: str) -> tuple[str, str]:
 @require_safe
 def baseline_compare(request: HttpRequest) -> HttpResponse:
     form = CompareForm(request.GET if ("from" in request.GET or "to" in request.GET) else None)
-    context: dict = {"compare_form": form, "names": list(Baseline.objects.values_list("name", flat=True)), "branch": _main(),
+    context: dict = {"compare_form": form, "choices": _compare_choices(_baseline_rows()), "branch": _main(),
                      "cis": None}
     if not form.is_bound:
         return render(request, "changes/baseline_compare.html", context)

@@ -225,7 +225,7 @@ class BaselineForm(MarkInvalid, forms.Form):
     rev = forms.CharField(
         required=False, max_length=200, label="Revision",
         widget=forms.TextInput(attrs={**TEXT, "class": "form-control font-monospace", "placeholder": "main",
-                                      "autocomplete": "off", "spellcheck": "false"}),
+                                      "list": "rev-choices", "autocomplete": "off", "spellcheck": "false"}),
         help_text="Empty: the current head of main on origin.",
     )
 

@@ -12,10 +12,11 @@ import posixpath
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from html import unescape
 
 from django.conf import settings
 from django.urls import reverse
-from django.utils.html import escape
+from django.utils.html import escape, strip_tags
 from django.utils.safestring import SafeString, mark_safe
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
@@ -24,7 +25,7 @@ from pygments.util import ClassNotFound
 
 from cmdb import indexer, services
 from cmdb.gitrepo import FileDiff, GitError
-from cmdb.markdown import sanitize
+from cmdb.markdown import render_markdown, sanitize
 from cmdb.secrets import MASK, has_private_key, mask_text, name_is_secret
 from portal.listing import with_query
 
@@ -245,10 +246,21 @@ def commit_row(info, path: str = "") -> dict:
     }
 
 
-def excerpt(markdown: str, limit: int = 160) -> str:
-    """The first plain sentence of a README (no heading, picture, table or code), for cards."""
-    for line in markdown.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("#", "!", "<", "|", "```", "---", "[!")):
-            return line if len(line) <= limit else line[: limit - 1] + "…"
+_PARAGRAPH = re.compile(r"<p>(.*?)</p>", re.DOTALL)
+
+
+def excerpt(markdown: str, limit: int = 160, *, rendered: str = "") -> str:
+    """The first paragraph of a README as plain text, for cards: taken from the sanitised rendering
+    (``rendered`` when the caller has it), so no Markdown syntax shows; cut at a word with "…"."""
+    page = rendered or render_markdown(markdown)
+    for paragraph in _PARAGRAPH.findall(page):
+        text = " ".join(unescape(strip_tags(paragraph)).split())
+        if not text or "PRIVATE KEY" in text:
+            continue  # a paragraph holding only a picture, or a key pasted in (cards are never masked)
+        if len(text) <= limit:
+            return text
+        cut = text[: limit - 1]
+        if " " in cut and not text[limit - 1].isspace():
+            cut = cut.rsplit(" ", 1)[0]
+        return cut.rstrip(" ,;:.-–—") + "…"
     return ""

@@ -24,6 +24,7 @@ from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 from cmdb.gittypes import (
     ChangedPath,
     CommitInfo,
+    CommitRefs,
     FileDiff,
     GitError,
     MergeConflict,
@@ -31,6 +32,7 @@ from cmdb.gittypes import (
     PushRejected,
     RepositoryUnavailable,
     Revert,
+    TagRef,
     TreeEntry,
     UnknownRevision,
 )
@@ -38,6 +40,7 @@ from cmdb.gittypes import (
 __all__ = [
     "ChangedPath",
     "CommitInfo",
+    "CommitRefs",
     "ConfigRepo",
     "EMPTY_TREE",
     "FileDiff",
@@ -47,6 +50,7 @@ __all__ = [
     "PushRejected",
     "RepositoryUnavailable",
     "Revert",
+    "TagRef",
     "TreeEntry",
     "UnknownRevision",
     "validate_rev",
@@ -375,6 +379,31 @@ class ConfigRepo:
     def tags(self) -> list[str]:
         out = self._run("for-each-ref", "--sort=-creatordate", "--format=%(refname:strip=2)", "refs/tags/")
         return [t for t in out.decode().splitlines() if t]
+
+    def tag_refs(self) -> list[TagRef]:
+        """Every tag naming a commit, newest first (tags of trees or blobs are no versions)."""
+        fmt = _FIELD.join(["%(refname:strip=2)", "%(objecttype)", "%(objectname)", "%(*objecttype)", "%(*objectname)",
+                           "%(creatordate:unix)", "%(taggername)", "%(contents:subject)"])
+        out = self._run("for-each-ref", "--sort=-creatordate", f"--format={fmt}", "refs/tags/")
+        found = []
+        for line in _decode(out).splitlines():
+            name, kind, sha, peeled_kind, peeled, ts, tagger, subject = (line.split(_FIELD) + [""] * 8)[:8]
+            annotated = kind == "tag"
+            if (peeled_kind if annotated else kind) != "commit":
+                continue
+            when = datetime.fromtimestamp(int(ts), tz=UTC) if ts.isdigit() else None
+            found.append(TagRef(name, peeled if annotated else sha, annotated, when, tagger, subject if annotated else ""))
+        return found
+
+    def refs_of(self, sha: str, *, limit: int = 20) -> CommitRefs:
+        """The tags and origin branches at commit ``sha``, and (up to ``limit``) origin branches containing it."""
+        validate_rev(sha)
+        remote, fmt = self.origin_ref(""), "--format=%(refname)"
+        at = self._run("for-each-ref", fmt, f"--points-at={sha}", "refs/tags/", remote).decode().split()
+        inside = self._run("for-each-ref", fmt, f"--count={limit}", f"--contains={sha}", remote).decode().split()
+        return CommitRefs(tuple(r.removeprefix("refs/tags/") for r in at if r.startswith("refs/tags/")),
+                          tuple(r.removeprefix(remote) for r in at if r.startswith(remote) and r != remote + "HEAD"),
+                          tuple(r.removeprefix(remote) for r in inside if r != remote + "HEAD"))
 
     # --- trees and blobs -------------------------------------------------------------------------------
     def ls_tree(self, rev: str, path: str = "", *, recursive: bool = True,

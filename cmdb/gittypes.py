@@ -100,3 +100,24 @@ class MergedText:
 
     content: bytes
     conflicts: int
+
+
+@dataclass(frozen=True, slots=True)
+class TagRef:
+    """A tag in the clone (fetched from origin), annotated or lightweight, and the commit it names."""
+
+    name: str
+    sha: str
+    annotated: bool
+    tagged_at: datetime | None
+    tagger: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRefs:
+    """The tags and origin branches naming a commit (``at``) and the origin branches containing it."""
+
+    tags: tuple[str, ...]
+    branches_at: tuple[str, ...]
+    branches_containing: tuple[str, ...]

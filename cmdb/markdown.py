@@ -123,14 +123,16 @@ def render_markdown(text: str, *, base_dir: str = "", resolver: LinkResolver | N
     renderer = md.Markdown(
         extensions=[
             "tables",
-            "fenced_code",
+            # superfences, not fenced_code: python-markdown's own fences are only found at the top
+            # level, so a fence inside a list item (a rebuild step) ran together into one line.
+            "pymdownx.superfences",
+            "pymdownx.highlight",
             "sane_lists",
             "toc",
-            "codehilite",
             _LinkExtension(base_dir, resolver),
         ],
         extension_configs={
-            "codehilite": {"css_class": "highlight", "guess_lang": False},
+            "pymdownx.highlight": {"css_class": "highlight", "guess_lang": False, "use_pygments": True},
             "toc": {"permalink": False, "slugify": _slugify},
         },
         output_format="html",

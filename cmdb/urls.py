@@ -3,13 +3,15 @@
 CI tabs follow the ``/-/`` convention (as GitLab does) so that a machine called ``history`` can never
 be mistaken for a tab: ``/ci/<path>/`` is the overview, ``/ci/<path>/-/history/`` and
 ``/ci/<path>/-/compare/`` the other tabs; the root's tabs are ``/ci/-/history/`` and
-``/ci/-/compare/`` (same URL names, reversed with ``path=""``).
+``/ci/-/compare/`` (same URL names, reversed with ``path=""``). Environments and machines have
+``/ci/<path>/-/runbook/``, their rebuild runbook.
 """
 
 from django.urls import path
 
 from cmdb import (
     converters,  # noqa: F401 (registers repopath and id)
+    runbook_views,
     views,
 )
 
@@ -24,6 +26,7 @@ urlpatterns = [
     path("ci/-/compare/", views.ci_compare, {"path": ""}, name="ci_compare"),
     path("ci/<repopath:path>/-/history/", views.ci_history, name="ci_history"),
     path("ci/<repopath:path>/-/compare/", views.ci_compare, name="ci_compare"),
+    path("ci/<repopath:path>/-/runbook/", runbook_views.ci_runbook, name="ci_runbook"),
     path("ci/<repopath:path>/", views.ci_detail, name="ci_detail"),
     # Files
     path("files/<repopath:path>", views.artifact_detail, name="artifact_detail"),

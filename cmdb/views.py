@@ -10,6 +10,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 from functools import wraps
+from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -22,7 +23,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST, require_safe
 
-from cmdb import browse, layout, services
+from cmdb import browse, layout, runbook, services, versions
 from cmdb import search as fts
 from cmdb.forms import CompareForm, LintFilterForm, RevisionForm, SearchForm
 from cmdb.gitrepo import GitError, UnknownRevision
@@ -128,15 +129,6 @@ def _breadcrumbs(ci_path: str, rev: str | None) -> list[Crumb]:
     return crumbs
 
 
-def _rev_choices() -> list[str]:
-    """Branches and tags for the revision pickers' datalist (empty when Git cannot list them)."""
-    try:
-        repo = services.get_repo()
-        return [*repo.branches(), *repo.tags()]
-    except GitError:
-        return []
-
-
 def _rev_context(request: HttpRequest, sha: str, carry: str | None) -> dict:
     asked = _rev(request)
     return {
@@ -146,7 +138,7 @@ def _rev_context(request: HttpRequest, sha: str, carry: str | None) -> dict:
         "asked_rev": asked,
         "at_indexed": carry is None,
         "rev_form": RevisionForm(initial={"rev": asked or ""}),
-        "rev_choices": _rev_choices(),
+        "rev_choices": versions.rev_choices(),
         "indexed_url": request.path,
     }
 
@@ -163,16 +155,19 @@ def _page_number(request: HttpRequest) -> int:
 # ====================================================================================================
 
 
+def ci_tabs(path: str, kind: str, rev: str | None, active: str) -> list[dict]:
+    """A CI's tabs; environments and machines have a rebuild runbook too."""
+    tabs = [("overview", "Overview", "bi-card-text"), ("history", "History", "bi-clock-history"),
+            ("compare", "Compare", "bi-file-diff")]
+    if kind in (layout.ENVIRONMENT, layout.MACHINE):
+        tabs.append(("runbook", "Rebuild runbook", "bi-journal-check"))
+    return [{"name": name, "label": label, "icon": icon, "url": _tab_url(name, path, rev), "active": name == active}
+            for name, label, icon in tabs]
+
+
 def _ci_frame(request: HttpRequest, snap: services.CISnapshot, tab: str) -> dict:
     """The header shared by a CI's tabs: breadcrumbs, revision, tabs."""
-    tabs = [
-        {"name": name, "label": label, "icon": icon, "url": _tab_url(name, snap.path, snap.rev), "active": name == tab}
-        for name, label, icon in (
-            ("overview", "Overview", "bi-card-text"),
-            ("history", "History", "bi-clock-history"),
-            ("compare", "Compare", "bi-file-diff"),
-        )
-    ]
+    tabs = ci_tabs(snap.path, snap.kind, snap.rev, tab)
     item = snap.item
     last = item.last_commit if item is not None else None
     return {
@@ -283,6 +278,7 @@ def ci_detail(request: HttpRequest, path: str) -> HttpResponse:
         "warnings": warnings,
         "siblings": siblings,
         "can_view_secrets": can_secrets,
+        "declared": runbook.application_declared(path, snap.sha, rev) if snap.kind == layout.APPLICATION else None,
     })
 
 
@@ -301,6 +297,7 @@ def ci_history(request: HttpRequest, path: str) -> HttpResponse:
     return render(request, "cmdb/ci_history.html", {
         **_ci_frame(request, snap, "history"),
         "commits": commits,
+        "compare_url": reverse("cmdb:ci_compare", kwargs={"path": path}),
         "page": page,
         "newer_url": (f"{here}{sep}page={page - 1}" if page > 2 else here) if page > 1 else None,
         "older_url": f"{here}{sep}page={page + 1}" if len(infos) > HISTORY_PER_PAGE else None,
@@ -325,11 +322,12 @@ def ci_compare(request: HttpRequest, path: str) -> HttpResponse:
     diff_to = to_rev
     has_range = from_rev is not None
     if not has_range:
-        # By default: the last change of this CI up to "to" (against its parent).
-        latest = services.ci_history(path, to_rev, limit=1)
+        # By default: this CI's previous version against its latest (up to "to"); a CI with one
+        # version is compared with the commit before it, where it did not exist.
+        latest = services.ci_history(path, to_rev, limit=2)
         if latest:
             diff_to, has_range = latest[0].sha, True
-            from_rev = latest[0].parents[0] if latest[0].parents else None
+            from_rev = latest[1].sha if len(latest) > 1 else (latest[0].parents[0] if latest[0].parents else None)
     diffs = services.ci_diff(path, from_rev, diff_to) if has_range else []
     views = browse.present_diffs(diffs, revs=[from_rev, diff_to], can_view_secrets=_can_view_secrets(request),
                                  file_rev=diff_to)
@@ -426,7 +424,7 @@ def commit_detail(request: HttpRequest, sha: str) -> HttpResponse:
     parent = info.parents[0] if info.parents else None
     views = browse.present_diffs(diffs, revs=[parent, info.sha], can_view_secrets=_can_view_secrets(request),
                                  file_rev=info.sha)
-    context = {
+    context: dict[str, Any] = {
         "commit": browse.commit_row(info, path),
         "parents": [
             {"short_sha": p[:10], "url": with_query(reverse("cmdb:commit_detail", kwargs={"sha": p}), path=path)}
@@ -441,6 +439,8 @@ def commit_detail(request: HttpRequest, sha: str) -> HttpResponse:
     }
     # The history tab loads a commit's diffs into the page with htmx: then only the diffs are sent.
     partial = bool(getattr(request, "htmx", False))
+    if not partial:
+        context["refs"] = versions.commit_refs(info.sha)
     response = render(request, "cmdb/_diffs.html" if partial else "cmdb/commit_detail.html", context)
     patch_vary_headers(response, ("HX-Request",))
     return response
@@ -526,7 +526,8 @@ def search(request: HttpRequest) -> HttpResponse:
                 # READMEs are never secret files, but a key pasted into one is still masked.
                 snippet = browse.snippet_html(mask_text(hit.snippet))
                 rows.append(SearchRow(item, item.get_absolute_url(), snippet, hit.rank))
-    return render(request, "cmdb/search.html", {"form": form, "query": query, "rows": rows})
+    tags = [{"tag": t, "url": reverse("cmdb:commit_detail", kwargs={"sha": t.sha})} for t in versions.search_tags(query)]
+    return render(request, "cmdb/search.html", {"form": form, "query": query, "rows": rows, "tags": tags})
 
 
 # ====================================================================================================

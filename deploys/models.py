@@ -59,6 +59,7 @@ class Job(models.Model):
     progress_at = models.DateTimeField(null=True, blank=True, help_text="When a plan was last stored")
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    pruned_at = models.DateTimeField(null=True, blank=True, help_text="When retention removed its plans or log")
 
     class Meta:
         db_table = "changes_dryrunjob"  # created by changes' migrations; the rows stayed when the model moved

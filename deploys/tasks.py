@@ -10,7 +10,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from deploys import rollout, services
+from deploys import retention, rollout, services
 from portal.tasks import RETRIES, TRANSIENT, retry_later
 
 
@@ -66,3 +66,9 @@ def deploy_batch(job_id: int, machines: list[str]) -> None:
     following = rollout.rollout_run_batch(job_id=job_id, machine_paths=machines)
     if following:
         deploy_batch.delay(job_id, following)
+
+
+@shared_task(name="deploys.tasks.jobs_prune")
+def jobs_prune() -> dict:
+    """Daily: remove old plans and logs as ``CMDB_RETAIN_JOB_*`` say (nothing by default)."""
+    return retention.jobs_prune().__dict__

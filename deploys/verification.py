@@ -19,6 +19,7 @@ from changes import verification as change_verification
 from changes.models import ChangeRequest
 from cmdb import services as cmdb_services
 from cmdb.gitrepo import GitError
+from fleet import planner
 from fleet.declared import declared_configuration
 from portal.errors import ServiceError
 
@@ -43,8 +44,7 @@ def touched_targets(change: ChangeRequest) -> dict[str, set[str]]:
         a, b = new.get(machine), old.get(machine)
         files_a, files_b = (a.files if a else {}), (b.files if b else {})
         out[machine] = {t for t in set(files_a) | set(files_b)
-                        if (files_a.get(t) and (files_a[t].blob_sha, files_a[t].mode, files_a[t].owner, files_a[t].group))
-                        != (files_b.get(t) and (files_b[t].blob_sha, files_b[t].mode, files_b[t].owner, files_b[t].group))}
+                        if planner.declared_state(files_a.get(t)) != planner.declared_state(files_b.get(t))}
     return out
 
 

@@ -229,7 +229,8 @@ def summarize(actions: Iterable[FileAction | Mapping]) -> dict[str, int]:
 ORIGINS = ("change", "conflict", "drift")
 
 
-def _declared_state(decl: DeclaredFile | None) -> tuple | None:
+def declared_state(decl: DeclaredFile | None) -> tuple | None:
+    """What a declaration asks of the machine; two declarations ask the same when these are equal."""
     return None if decl is None else (decl.blob_sha, decl.kind, decl.mode, decl.owner, decl.group)
 
 
@@ -263,7 +264,7 @@ def annotate_origins(
             continue
         new = declared.files.get(action.target)
         old = base.files.get(action.target) if base is not None else new
-        if _declared_state(new) == _declared_state(old):
+        if declared_state(new) == declared_state(old):
             action.origin = "drift"
         elif _holds(lf, old, base_bytes.get(action.target)):
             action.origin = "change"

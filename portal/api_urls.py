@@ -19,11 +19,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 from rest_framework.settings import api_settings
 
+from accounts import api as accounts_api
 from audits import api as audits_api
 from changes import api as changes_api
 from cmdb import api as cmdb_api
 from deploys import api as deploys_api
 from notifications import api as notifications_api
+from portal import status_api
 
 
 class ApiRouter(DefaultRouter):
@@ -56,6 +58,8 @@ app_patterns += cmdb_api.register(router)
 app_patterns += changes_api.register(router)
 app_patterns += deploys_api.urlpatterns()
 app_patterns += audits_api.urlpatterns()
+app_patterns += accounts_api.urlpatterns()
+app_patterns += status_api.urlpatterns()
 app_patterns += notifications_api.register(router)
 
 urlpatterns = [

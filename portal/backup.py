@@ -34,7 +34,7 @@ FORMAT = 1
 
 # In dependency order: what a row refers to comes before it.
 BACKED_UP = [
-    "auth.group", "auth.user", "authtoken.token", "admin.logentry",
+    "auth.group", "auth.user", "accounts.apitoken", "admin.logentry",
     "cmdb.syncrun", "cmdb.secretpath", "cmdb.webhookdelivery",
     "changes.changerequest", "changes.impactedci", "changes.approval", "changes.approvalpolicy",
     "changes.freezeperiod", "changes.changewindow", "changes.comment", "changes.changeevent", "changes.baseline",

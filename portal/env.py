@@ -121,3 +121,14 @@ def env_rate(name: str, default: str) -> str:
     if not _RATE_RE.match(value):
         raise ImproperlyConfigured(f"{name}={value!r}: expected <number>/<s|min|hour|day>, e.g. 60/min.")
     return value
+
+
+_GLOB_RE = re.compile(r"^[A-Za-z0-9._/*?\[\]!+@-]+$")
+
+
+def env_glob(name: str, default: str) -> str:
+    """A shell-style pattern for ref names (fnmatch); a character no tag name can hold means a typo."""
+    value = env_str(name, default).strip()
+    if not _GLOB_RE.match(value) or ".." in value or value.count("[") != value.count("]"):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a tag-name pattern (e.g. baseline-* or *).")
+    return value

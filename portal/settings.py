@@ -9,10 +9,12 @@ from pathlib import Path
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from portal import sso
 from portal.env import (
     database_from_url,
     env_bool,
     env_crontab,
+    env_glob,
     env_int,
     env_list,
     env_path,
@@ -35,6 +37,8 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 CMDB_DATA_DIR = env_path("CMDB_DATA_DIR", BASE_DIR / "data")
 CMDB_REPO_URL = env_str("CMDB_REPO_URL")
 CMDB_BRANCH = env_str("CMDB_BRANCH", "main")
+# Tags made outside the portal that count as baselines (shell-style pattern on the tag name).
+CMDB_BASELINE_TAG_PATTERN = env_glob("CMDB_BASELINE_TAG_PATTERN", "*")
 CMDB_CLONE_DIR = CMDB_DATA_DIR / "repo"
 CMDB_WEBHOOK_SECRET = env_str("CMDB_WEBHOOK_SECRET")
 # A signed delivery is acted on once: its id and body digest are remembered this long.
@@ -64,6 +68,13 @@ CMDB_AUDIT_SOFT_TIME_LIMIT = env_int("CMDB_AUDIT_SOFT_TIME_LIMIT", 600, minimum=
 CMDB_AUDIT_TIME_LIMIT = env_int("CMDB_AUDIT_TIME_LIMIT", max(660, CMDB_AUDIT_SOFT_TIME_LIMIT + 60), minimum=20)
 if CMDB_AUDIT_TIME_LIMIT <= CMDB_AUDIT_SOFT_TIME_LIMIT:
     raise ImproperlyConfigured("CMDB_AUDIT_TIME_LIMIT must be greater than CMDB_AUDIT_SOFT_TIME_LIMIT.")
+# Status accounting (the home page's verdict): when a sync, the scheduled audit and a release's deploy
+# or verification are late enough to need attention, in seconds.
+CMDB_STATUS_SYNC_STALE = env_int("CMDB_STATUS_SYNC_STALE", max(3600, 3 * CMDB_SYNC_INTERVAL), minimum=60)
+if CMDB_STATUS_SYNC_STALE < CMDB_SYNC_INTERVAL:
+    raise ImproperlyConfigured("CMDB_STATUS_SYNC_STALE must be at least CMDB_SYNC_INTERVAL.")
+CMDB_STATUS_AUDIT_GRACE = env_int("CMDB_STATUS_AUDIT_GRACE", 86400, minimum=0)
+CMDB_STATUS_RELEASE_GRACE = env_int("CMDB_STATUS_RELEASE_GRACE", 3600, minimum=0)
 CMDB_DRY_RUN_BATCH = env_int("CMDB_DRY_RUN_BATCH", 25, minimum=1)
 CMDB_DRY_RUN_SOFT_TIME_LIMIT = env_int("CMDB_DRY_RUN_SOFT_TIME_LIMIT", 300, minimum=10)
 CMDB_DRY_RUN_TIME_LIMIT = env_int("CMDB_DRY_RUN_TIME_LIMIT", max(360, CMDB_DRY_RUN_SOFT_TIME_LIMIT + 30), minimum=20)
@@ -77,6 +88,19 @@ CMDB_DEPLOY_ENVIRONMENTS = env_list("CMDB_DEPLOY_ENVIRONMENTS", [])
 CMDB_DEPLOY_SUDO = env_bool("CMDB_DEPLOY_SUDO", False)  # SSH writes through `sudo -n` (a non-root deploy user)
 CMDB_DEPLOY_CANARY = env_int("CMDB_DEPLOY_CANARY", 1, minimum=0)  # machines in the first batch (0: no canary)
 CMDB_DEPLOY_BATCH = env_int("CMDB_DEPLOY_BATCH", 10, minimum=1)
+# /metrics answers a scraper sending "Authorization: Bearer <this>"; empty: the endpoint is off.
+CMDB_METRICS_TOKEN = env_str("CMDB_METRICS_TOKEN", "")
+if CMDB_METRICS_TOKEN and len(CMDB_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("CMDB_METRICS_TOKEN must be at least 16 characters (or empty: no /metrics).")
+# Retention (days; 0 keeps everything, the default): job plans, job logs, per-machine audit results.
+# The last CMDB_RETAIN_KEEP_LAST per machine, and whatever a finding, an unfinished change request or
+# a baseline refers to, are always kept (deploys/retention.py, audits/retention.py).
+CMDB_RETAIN_JOB_PLANS_DAYS = env_int("CMDB_RETAIN_JOB_PLANS_DAYS", 0, minimum=0)
+CMDB_RETAIN_JOB_LOGS_DAYS = env_int("CMDB_RETAIN_JOB_LOGS_DAYS", 0, minimum=0)
+CMDB_RETAIN_AUDIT_RESULTS_DAYS = env_int("CMDB_RETAIN_AUDIT_RESULTS_DAYS", 0, minimum=0)
+CMDB_RETAIN_KEEP_LAST = env_int("CMDB_RETAIN_KEEP_LAST", 3, minimum=1)
+# Personal API tokens must expire within this many days (0: tokens may never expire).
+CMDB_API_TOKEN_MAX_DAYS = env_int("CMDB_API_TOKEN_MAX_DAYS", 0, minimum=0)
 CMDB_DEPLOY_MAX_FAILURES = env_int("CMDB_DEPLOY_MAX_FAILURES", 1, minimum=1)  # failed machines that halt a rollout
 CMDB_DEPLOY_TIME_LIMIT = env_int("CMDB_DEPLOY_TIME_LIMIT", 1800, minimum=60)  # per batch
 # Previous files of every machine a deploy wrote, per job (sensitive: 0700).
@@ -102,7 +126,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -116,6 +139,7 @@ INSTALLED_APPS = [
     "changes",
     "audits",
     "deploys",
+    "accounts",
     "notifications",
 ]
 
@@ -138,8 +162,23 @@ MIDDLEWARE = [
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # refuses logins while an account or address is locked out
-    "django.contrib.auth.backends.ModelBackend",
+    "django.contrib.auth.backends.ModelBackend",  # local accounts: always, for break-glass staff
 ]
+# --- single sign-on (portal/sso.py): each backend only when configured ------------------------------
+# The libraries' own settings (AUTH_LDAP_*, OIDC_*) are set only when their method is configured.
+_LDAP = sso.ldap_settings()
+CMDB_LDAP_ROLE_MAP: sso.RoleMap | None = _LDAP.pop("CMDB_LDAP_ROLE_MAP", None)
+if _LDAP:
+    globals().update(_LDAP)
+    AUTHENTICATION_BACKENDS.append("portal.auth_ldap.DirectoryBackend")
+_OIDC = sso.oidc_settings()
+CMDB_OIDC_ROLE_MAP: sso.RoleMap | None = _OIDC.pop("CMDB_OIDC_ROLE_MAP", None)
+CMDB_OIDC_PROVIDER_NAME: str = _OIDC.pop("CMDB_OIDC_PROVIDER_NAME", "")
+CMDB_OIDC_USERNAME_CLAIM: str = _OIDC.pop("CMDB_OIDC_USERNAME_CLAIM", "preferred_username")
+CMDB_OIDC_GROUPS_CLAIM: str = _OIDC.pop("CMDB_OIDC_GROUPS_CLAIM", "groups")
+if _OIDC:
+    globals().update(_OIDC)
+    AUTHENTICATION_BACKENDS.append("portal.auth_oidc.ProviderBackend")
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
@@ -263,7 +302,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
     # asyncssh logs several lines per connection: a fleet-wide run would flood the log.
-    "loggers": {"asyncssh": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+    "loggers": {"asyncssh": {"level": "WARNING"}, "axes": {"level": "WARNING"},
+                # django-auth-ldap logs every lookup at DEBUG; failures reach portal.auth_ldap's warnings.
+                "django_auth_ldap": {"level": "WARNING"}},
 }
 
 # --- REST API ----------------------------------------------------------------------------------------
@@ -296,7 +337,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "CM portal API",
     "DESCRIPTION": "Configuration items at any revision, lint, search and sync of the configuration "
     "repository; change requests, votes, releases, baselines and the change record; dry runs; audits, "
-    "findings, manual checks and the status-accounting figures.",
+    "findings, manual checks and the status verdict with its reasons and figures.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -317,6 +358,9 @@ SPECTACULAR_SETTINGS = {
         "FindingKindEnum": "audits.models.Finding.Kind",
         "ConfigItemKindEnum": "cmdb.models.ConfigItem.Kind",
         "ManualCheckStateEnum": "audits.models.ManualCheck.State",
+        "SeverityEnum": "cmdb.models.LintWarning.Severity",
+        "VerdictEnum": [("ok", "ok"), ("attention", "attention"), ("failing", "failing")],
+        "ReasonSeverityEnum": [("attention", "attention"), ("failing", "failing")],
     },
 }
 
@@ -380,6 +424,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audits.tasks.audit_reap",
         "schedule": 300.0,
     },
+    "deploys-retention": {"task": "deploys.tasks.jobs_prune", "schedule": crontab(hour="3", minute="40")},
+    "audits-retention": {"task": "audits.tasks.results_prune", "schedule": crontab(hour="3", minute="50")},
     # Daily; the event's key is the month, so targets hear of overdue checks once a month.
     "notifications-checks-overdue": {
         "task": "notifications.tasks.checks_overdue",

@@ -9,8 +9,9 @@ even for the right token, until the window has passed.
 from __future__ import annotations
 
 from rest_framework import exceptions, permissions
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle
+
+from accounts.authentication import KEYWORDS, ApiTokenAuthentication
 
 
 class FailedTokenThrottle(SimpleRateThrottle):
@@ -38,9 +39,9 @@ class FailedTokenThrottle(SimpleRateThrottle):
         self.cache.set(self.key, self.history, self.duration)
 
 
-class ThrottledTokenAuthentication(TokenAuthentication):
+class ThrottledTokenAuthentication(ApiTokenAuthentication):
     def authenticate(self, request):
-        if not request.META.get("HTTP_AUTHORIZATION", "").lower().startswith("token "):
+        if request.META.get("HTTP_AUTHORIZATION", "").split(" ")[0].lower() not in KEYWORDS:
             return None  # no token: anonymous, DRF's anon throttle applies
         throttle = FailedTokenThrottle()
         if throttle.spent(request):

@@ -1,7 +1,8 @@
 """The home page: status accounting, "does everything still work?", from stored figures.
 
-The composition root may read every app: identification (the index), change control and audits.
-Every figure comes from a fixed number of queries (pinned in tests/portal/test_home.py).
+The composition root may read every app: identification (the index), change control, release and
+audits. The page opens with the verdict (:mod:`portal.status`); every figure comes from a fixed
+number of queries (pinned in tests/portal/test_home.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
-from audits.queries import status_overview
 from changes import queries as change_queries
 from changes.templatetags.changes_tags import STATES
 from cmdb import browse, indexer, layout, services
@@ -19,6 +19,7 @@ from cmdb.forms import SearchForm
 from cmdb.gitrepo import GitError
 from cmdb.models import ConfigItem, LintWarning, SyncRun, SyncState
 from portal.listing import with_query
+from portal.status import status_verdict
 
 RECENT_COMMITS = 10
 KIND_ORDER = [layout.ENVIRONMENT, layout.MACHINE, layout.APPLICATION, layout.COMMON_KIND]
@@ -54,13 +55,13 @@ def home(request: HttpRequest) -> HttpResponse:
     per_env = stats["environments"]
     envs = (
         ConfigItem.objects.filter(kind=layout.ENVIRONMENT)
-        .only("path", "name", "readme_markdown", "warning_count", "artifact_count")
+        .only("path", "name", "readme_markdown", "readme_html", "warning_count", "artifact_count")
         .order_by("name")
     )
     env_cards = [
         {"name": e.name, "url": e.get_absolute_url(), "machines": per_env.get(e.path, {}).get("machines", 0),
          "applications": per_env.get(e.path, {}).get("applications", 0),
-         "warnings": e.warning_count, "excerpt": browse.excerpt(e.readme_markdown)}
+         "warnings": e.warning_count, "excerpt": browse.excerpt(e.readme_markdown, rendered=e.readme_html)}
         for e in envs
     ]
     commit_error = ""
@@ -69,7 +70,7 @@ def home(request: HttpRequest) -> HttpResponse:
     except GitError as exc:
         commits, commit_error = [], str(exc)
     return render(request, "portal/home.html", {
-        "status": status_overview(),
+        "status": status_verdict(environments=[e["name"] for e in env_cards]),
         "change_control": _change_control_card(request.user),
         "counts": counts,
         "lint_rows": lint_rows,

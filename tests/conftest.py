@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import asyncssh
@@ -16,6 +18,7 @@ from tests.gitutil import WorkRepo, on_branch, write_standard_layout
 from tests.services import free_port, start_redis
 
 PASSWORD = "correct-horse-battery-staple"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -71,6 +74,24 @@ def config_repo(_standard_repo_template, tmp_path, settings) -> WorkRepo:
     repo.git("remote", "set-url", "origin", str(repo.origin))
     settings.CMDB_REPO_URL = str(repo.origin)
     return repo
+
+
+@pytest.fixture
+def demo(tmp_path, settings, db) -> Path:
+    """The demo repository built by ``demo/build_demo_repo.py`` as ``make demo`` builds it, on origin
+    and synced; deploys write to its local machine trees (CMDB_LOCAL_ROOT_BASE and
+    CMDB_DEPLOY_ENVIRONMENTS as in scripts/demo.sh). Returns the demo's folder."""
+    from cmdb import services
+
+    out = tmp_path / "demo-source"
+    subprocess.run([sys.executable, str(ROOT / "demo" / "build_demo_repo.py"), str(out)], check=True,
+                   capture_output=True, text=True)
+    settings.CMDB_REPO_URL = str(out / "origin.git")
+    settings.CMDB_LOCAL_ROOT_BASE = out
+    settings.CMDB_DEPLOY_ENVIRONMENTS = ["production", "test"]
+    settings.CMDB_DEPLOY_BACKUP_DIR = tmp_path / "deploy-backups"
+    services.repo_sync(trigger="test")
+    return out
 
 
 @pytest.fixture
@@ -249,6 +270,40 @@ def api_for(db):
         return client
 
     return make
+
+
+# --- single sign-on: a real directory and a real OpenID provider ----------------------------------
+DIRECTORY_PEOPLE = {"olivia": "Olivia Ops", "arthur": "Arthur Approver", "dana": "Dana Admin"}
+DIRECTORY_GROUPS = {"ops": ["olivia", "arthur"], "change-board": ["arthur"], "it-admins": ["dana"],
+                    "unrelated": ["olivia"]}
+
+
+@pytest.fixture
+def directory(tmp_path):
+    """slapd on loopback with DIRECTORY_PEOPLE (password tests.fixtures.ldap_server.USER_PASSWORD) in
+    DIRECTORY_GROUPS; stopped at the end."""
+    need("slapd", "slapadd", "ldapmodify")
+    from tests.fixtures.ldap_server import start_slapd
+
+    server = start_slapd(tmp_path / "slapd", DIRECTORY_PEOPLE, DIRECTORY_GROUPS)
+    yield server
+    server.stop()
+
+
+OIDC_ACCOUNTS = {"olivia": {"name": "Olivia Ops", "groups": ["ops", "unrelated"]},
+                 "arthur": {"name": "Arthur Approver", "groups": ["ops", "change-board"]}}
+
+
+@pytest.fixture
+def oidc_provider(live_server, tmp_path):
+    """The npm ``oidc-provider`` under Node on a loopback port, its client redirecting to the live
+    server's callback; ``.set_groups(login, groups)`` changes a person's groups claim."""
+    need("node")
+    from tests.fixtures.oidc_server import start_oidc_provider
+
+    provider = start_oidc_provider(tmp_path / "oidc", f"{live_server.url}/oidc/callback/", OIDC_ACCOUNTS)
+    yield provider
+    provider.stop()
 
 
 @pytest.fixture

@@ -104,6 +104,12 @@
     if (question && !window.confirm(question)) event.preventDefault();
   });
 
+  // Buttons with data-print print the page (the Content-Security-Policy allows no inline handler).
+  document.addEventListener("click", function (event) {
+    var button = event.target && event.target.closest && event.target.closest("[data-print]");
+    if (button) window.print();
+  });
+
   document.addEventListener("DOMContentLoaded", function () { init(document); });
   // Content swapped in by htmx (e.g. a commit's diff in the history tab).
   document.addEventListener("htmx:afterSettle", function (event) { init(event.target); });

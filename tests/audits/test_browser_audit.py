@@ -211,7 +211,7 @@ def test_audit_flow_from_start_to_status_accounting(browser, live_server, audit_
 
     # --- 6. a viewer reads the status accounting on the home page, and sees no button ---------------------
     open_findings = Finding.objects.filter(state="open").count()
-    assert open_findings == 7
+    assert open_findings == 8  # 7 of drift and the discrepancy on prod/db1
     assert MachineStatus.objects.get(machine_path="prod/web1").open_findings == 3
     vera = Session(browser, base, "viewer", prefix="audit")
     vera.login(viewer.username)
@@ -222,7 +222,7 @@ def test_audit_flow_from_start_to_status_accounting(browser, live_server, audit_
     expect(card.locator(".card-header")).to_contain_text("(succeeded)")
     totals = card.locator("#status-totals")
     expect(totals).to_contain_text("Compliance 30.0%")
-    for text in ("3 drifted", "1 unreachable", "1 error", "7 open findings", "0 overdue manual checks", "1 open CR"):
+    for text in ("3 drifted", "1 unreachable", "1 error", "8 open findings", "0 overdue manual checks", "1 open CR"):
         expect(totals.get_by_text(text, exact=True)).to_be_visible()
     prod_row = card.locator('tr[data-environment="prod"] td')
     expect(prod_row.nth(0)).to_have_text("prod")
@@ -232,7 +232,7 @@ def test_audit_flow_from_start_to_status_accounting(browser, live_server, audit_
     expect(prod_row.nth(4)).to_have_text("3")  # drifted
     expect(prod_row.nth(5)).to_have_text("1")  # unreachable
     expect(prod_row.nth(6)).to_have_text("1")  # manual
-    expect(prod_row.nth(7)).to_have_text("7")  # open findings
+    expect(prod_row.nth(7)).to_have_text("8")  # open findings
     expect(prod_row.nth(8)).to_have_text("0")  # overdue checks
     expect(card.locator('tr[data-environment="test"] td').nth(2)).to_have_text("100.0%")
     vera.shot("home")

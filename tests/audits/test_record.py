@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from audits import services
+from audits.models import Finding
 from changes.models import ChangeEvent
 from tests.cmdb.apiutil import token_client
 
@@ -53,5 +54,7 @@ def test_manual_checks_are_recorded(audit_env, staff, requester, run_audit):
     check = run.manual_checks.get()
     services.manual_check_record(check=check, acting_user=requester, state="discrepancy", note="extra VLAN on port 7")
     [event] = events("manual-check-discrepancy")
+    finding = Finding.objects.get(kind="manual")  # the discrepancy is an open finding, in the same event
     assert event.actor == requester and event.data == {"check": check.pk, "audit": run.pk,
-                                                       "machine": check.machine_path, "note": "extra VLAN on port 7"}
+                                                       "machine": check.machine_path, "note": "extra VLAN on port 7",
+                                                       "finding": finding.pk}

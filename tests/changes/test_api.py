@@ -9,7 +9,6 @@ from datetime import timedelta
 import pytest
 from django.core import mail
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from changes import services
 from changes.models import Approval, ChangeEvent, ChangeRequest, FreezePeriod, UnauthorizedCommit
@@ -116,7 +115,9 @@ def test_full_workflow_requester_approvers_and_staff_release_to_origin_main(
 
 def test_readme_curl_example_opens_submits_and_reads_a_change(branch_repo, requester):
     """README, "REST API": a CI pipeline with a token posts JSON, submits without a body, reads the CR."""
-    key = Token.objects.create(user=requester).key
+    from accounts.services import token_create
+
+    key = token_create(acting_user=requester, owner=requester, name="pipeline").key
     from django.test import Client
 
     client = Client(enforce_csrf_checks=True)

@@ -167,8 +167,8 @@ def test_branches_and_tags_work_as_revisions_and_fill_the_picker(synced, viewer,
     branch = client.get(ci_url("production", rev="main"))
     assert "Changed after the baseline." in readme_html(branch)
     assert branch.context["at_indexed"] is True  # main is what the index holds: links drop the rev
-    assert '<option value="main">' in branch.content.decode()
-    assert '<option value="baseline">' in branch.content.decode()
+    assert '<option value="main" label="branch">' in branch.content.decode()
+    assert '<option value="baseline" label="tag">' in branch.content.decode()
 
 
 def test_unknown_revisions_are_a_404_page(synced, viewer, client_for):
@@ -411,7 +411,7 @@ def test_banner_keeps_the_last_error_while_the_old_index_is_shown(synced, viewer
 EXPECTED_QUERIES = {
     "environment": 12,  # + indexed sha, CI, children, artifacts, 2 permission lookups, warnings, 2 siblings
     "machine": 12,
-    "application": 12,
+    "application": 13,  # + the secret paths, for the flags of its declared files
     "lint": 5,  # + count, page
     "search": 5,  # + full-text search, in_bulk
 }
@@ -448,7 +448,7 @@ def test_pages_cost_the_same_queries_for_3_or_60_machines(work_repo, viewer, cli
 def test_pinned_query_counts_on_the_standard_layout(synced, viewer, client_for, django_assert_num_queries):
     client = client_for(viewer)
     for url, expected in ((reverse("home"), 19), (ci_url("production"), 12), (ci_url("production/web1"), 12),
-                          (ci_url("production/web1/nginx"), 12), (reverse("cmdb:search") + "?q=nginx", 5)):
+                          (ci_url("production/web1/nginx"), 13), (reverse("cmdb:search") + "?q=nginx", 5)):
         client.get(url)  # READMEs are rendered and kept on first view
         with django_assert_num_queries(expected):
             assert client.get(url).status_code == 200

@@ -92,3 +92,29 @@ def test_in_page_anchors_follow_the_prefixed_ids():
     html = render_markdown('# Install\n\n[go](#install) <a href="#install">raw</a> <h2 id="x">X</h2> [x](#x)')
     assert 'id="md-install"' in html and 'id="md-x"' in html
     assert html.count('href="#md-install"') == 2 and 'href="#md-x"' in html
+
+
+RUNBOOK = """1. Rebuild the web server:
+
+    ```bash
+    apt-get install nginx
+    systemctl restart nginx
+    ```
+
+2. Check it answers.
+"""
+
+
+def test_a_fenced_block_inside_a_list_item_keeps_its_lines():
+    html = render_markdown(RUNBOOK)
+    pre = html[html.index("<pre>"):html.index("</pre>")]
+    assert html.index("<li>") < html.index("<pre>") < html.index("</li>")
+    text = pre.replace('<span class="w"> </span>', " ")
+    text = "".join(part.split(">", 1)[-1] for part in text.split("<"))
+    assert text.splitlines() == ["apt-get install nginx", "systemctl restart nginx"]
+
+
+def test_hostile_content_inside_a_fence_in_a_list_stays_text():
+    html = render_markdown("- step\n\n    ```html\n    <script>alert(1)</script>\n    <img src=x onerror=alert(2)>\n    ```\n")
+    assert "<script" not in html and "<img" not in html
+    assert "&lt;script&gt;" in html.replace('<span class="p">', "").replace('<span class="nt">', "").replace("</span>", "")

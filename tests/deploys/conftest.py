@@ -1,35 +1,11 @@
-"""The demo repository of ``make demo`` for the release tests (browser and service level)."""
+"""Fixtures of the release tests (the demo repository of ``make demo`` is in tests/conftest.py)."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
 
 from tests.conftest import PASSWORD
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def demo(tmp_path, settings, db) -> Path:
-    """The demo repository built by ``demo/build_demo_repo.py`` as ``make demo`` builds it, on origin
-    and synced; deploys write to its local machine trees (CMDB_LOCAL_ROOT_BASE and
-    CMDB_DEPLOY_ENVIRONMENTS as in scripts/demo.sh). Returns the demo's folder."""
-    from cmdb import services
-
-    out = tmp_path / "demo-source"
-    subprocess.run([sys.executable, str(ROOT / "demo" / "build_demo_repo.py"), str(out)], check=True,
-                   capture_output=True, text=True)
-    settings.CMDB_REPO_URL = str(out / "origin.git")
-    settings.CMDB_LOCAL_ROOT_BASE = out
-    settings.CMDB_DEPLOY_ENVIRONMENTS = ["production", "test"]
-    settings.CMDB_DEPLOY_BACKUP_DIR = tmp_path / "deploy-backups"
-    services.repo_sync(trigger="test")
-    return out
 
 
 @pytest.fixture

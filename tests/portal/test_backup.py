@@ -18,7 +18,6 @@ from django.contrib.auth.models import Group
 from django.core import serializers
 from django.core.management import call_command
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from portal.backup import (
     BACKED_UP,
@@ -69,7 +68,9 @@ def fill_every_model(synced, requester, approver, staff):
     ApprovalPolicy.objects.create(environment="test", required_approvals=1)
     FreezePeriod.objects.create(start=timezone.now(), end=timezone.now() + timedelta(days=1), reason="holidays")
     ChangeWindow.objects.create(environment="production", weekdays=[1, 3], start=time(7), end=time(9), note="ops")
-    Token.objects.create(user=staff)
+    from accounts.services import token_create
+
+    token_create(acting_user=staff, owner=staff, name="backup test")
     WebhookDelivery.objects.create(key="id:abc")
     job = Job.objects.create(change=change, revision="a" * 40, requested_by=requester, machines=["p/w"],
                                    machines_total=1, machines_done=1, state="succeeded")

@@ -54,14 +54,15 @@ def test_home_card_costs_a_fixed_number_of_queries(direct_push, synced, test_bra
     # environments, indexed sha (recent commits); change control: open CRs per state, the user's
     # groups, CRs awaiting the approver, open unauthorized commits and their count; status accounting
     # (audits.queries.status_overview): machine statuses per environment, overdue checks, open CRs per
-    # environment, last runs' trend, last audit, last sync, open CRs, unauthorized commits
-    with django_assert_num_queries(20):
+    # environment, last runs' trend, last audit, last sync, open CRs, unauthorized commits; the verdict
+    # (portal.status): released change requests with their deploys, the last full audit
+    with django_assert_num_queries(22):
         client.get(reverse("home"))
     for i in range(4):
         on_branch(synced, f"change/h{i}", {f"test/web-test1/nginx/files/h{i}.conf": "x\n"})
         services.change_submit(change=make_change(f"change/h{i}"), acting_user=requester)
     direct_push(synced)
     direct_push(synced, "Another direct push")
-    with django_assert_num_queries(20):
+    with django_assert_num_queries(22):
         response = client.get(reverse("home"))
     assert len(response.context["change_control"]["awaiting"]) == 4

@@ -95,7 +95,7 @@ class Portal:
                                            "--schedule", str(tmp / "beat-schedule")], self.env,
                                   tmp / "beat.log").start()
         self.wait_http()
-        self.tokens = {u: self.manage("drf_create_token", u).split()[2] for u in ("demo", "requester", "approver")}
+        self.tokens = {u: self.manage("token_create", u).strip() for u in ("demo", "requester", "approver")}
 
     def manage(self, *args: str) -> str:
         return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, check=True,
