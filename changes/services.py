@@ -116,9 +116,9 @@ def _locked(change: ChangeRequest) -> ChangeRequest:
 
 
 def _event(change: ChangeRequest | None, actor, action: str, message: str = "", *, commit: str = "", **data) -> ChangeEvent:
-    return ChangeEvent.objects.create(
-        change=change, actor=actor, action=action, message=message, commit_sha=commit, data=data
-    )
+    event = ChangeEvent.objects.create(change=change, actor=actor, action=action, message=message, commit_sha=commit, data=data)
+    signals.event_recorded.send(sender=ChangeEvent, event=event)
+    return event
 
 
 def record_event(*, actor, action: str, message: str = "", change: ChangeRequest | None = None, commit: str = "",

@@ -24,7 +24,7 @@ from cmdb.indexer import index_commit
 from cmdb.markdown import render_markdown
 from cmdb.models import Commit, ConfigItem, SyncRun, SyncState, WebhookDelivery
 from cmdb.secrets import SECRETS_FILE, is_secret
-from cmdb.signals import index_updated
+from cmdb.signals import index_updated, sync_failed
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,9 @@ def _sync_once(*, trigger: str, acting_user=None) -> SyncRun:
             duration_ms=int((time.monotonic() - started) * 1000),
         )
         SyncState.objects.filter(pk=1).update(last_error=message, last_error_at=timezone.now())
+        for receiver, result in sync_failed.send_robust(sender=SyncRun, run_id=run.pk, error=message):
+            if isinstance(result, Exception):
+                log.error("sync_failed receiver %s failed: %s", receiver, result, exc_info=result)
         raise SyncError(message) from exc
     run.refresh_from_db()
     # Listeners (change control) refresh branches and scan main; their failures never undo the index.

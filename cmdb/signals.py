@@ -4,3 +4,6 @@ from django.dispatch import Signal
 
 # Sent after a sync committed a new index. kwargs: previous (sha or None), current (sha).
 index_updated = Signal()
+
+# Sent after a sync failed and its failure was recorded (the previous index is kept). kwargs: run_id, error.
+sync_failed = Signal()

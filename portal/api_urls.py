@@ -24,6 +24,7 @@ from audits import api as audits_api
 from changes import api as changes_api
 from cmdb import api as cmdb_api
 from deploys import api as deploys_api
+from notifications import api as notifications_api
 from portal import status_api
 from portal.apidocs import redoc_bundle
 
@@ -60,6 +61,7 @@ app_patterns += deploys_api.urlpatterns()
 app_patterns += audits_api.urlpatterns()
 app_patterns += accounts_api.urlpatterns()
 app_patterns += status_api.urlpatterns()
+app_patterns += notifications_api.register(router)
 
 urlpatterns = [
     *api_view_patterns(app_patterns),

@@ -41,6 +41,7 @@ BACKED_UP = [
     "changes.unauthorizedcommit", "changes.releasedcommit",
     "deploys.job", "deploys.machineplan", "deploys.joblogline",
     "audits.auditrun", "audits.machineresult", "audits.finding", "audits.manualcheck", "audits.machinestatus",
+    "notifications.target", "notifications.delivery",
 ]
 NOT_BACKED_UP = {
     "cmdb.commit": "index: rebuilt by a sync", "cmdb.configitem": "index: rebuilt by a sync",

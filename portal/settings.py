@@ -106,6 +106,11 @@ CMDB_DEPLOY_TIME_LIMIT = env_int("CMDB_DEPLOY_TIME_LIMIT", 1800, minimum=60)  # 
 # Previous files of every machine a deploy wrote, per job (sensitive: 0700).
 CMDB_DEPLOY_BACKUP_DIR = env_path("CMDB_DEPLOY_BACKUP_DIR", CMDB_DATA_DIR / "deploy-backups")
 
+# --- notifications: targets are configured by staff in the portal ----------------------------------
+CMDB_NOTIFY_TIMEOUT = env_int("CMDB_NOTIFY_TIMEOUT", 10, minimum=1)  # seconds per HTTP delivery
+CMDB_NOTIFY_MAX_ATTEMPTS = env_int("CMDB_NOTIFY_MAX_ATTEMPTS", 6, minimum=1)
+CMDB_NOTIFY_RETRY_DELAY = env_int("CMDB_NOTIFY_RETRY_DELAY", 30, minimum=1)  # first retry; doubles each time
+
 try:
     CMDB_DATA_DIR.mkdir(parents=True, exist_ok=True)
 except OSError as exc:  # pragma: no cover - depends on the host
@@ -135,6 +140,7 @@ INSTALLED_APPS = [
     "audits",
     "deploys",
     "accounts",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -421,4 +427,9 @@ CELERY_BEAT_SCHEDULE = {
     },
     "deploys-retention": {"task": "deploys.tasks.jobs_prune", "schedule": crontab(hour="3", minute="40")},
     "audits-retention": {"task": "audits.tasks.results_prune", "schedule": crontab(hour="3", minute="50")},
+    # Daily; the event's key is the month, so targets hear of overdue checks once a month.
+    "notifications-checks-overdue": {
+        "task": "notifications.tasks.checks_overdue",
+        "schedule": crontab(minute="0", hour="8"),
+    },
 }

@@ -16,5 +16,6 @@ urlpatterns = [
     path("audits/", include("audits.urls")),
     path("account/", include("accounts.urls")),
     path("oidc/", include("portal.auth_oidc")),  # 404 unless CMDB_OIDC_CLIENT_ID is set
+    path("notifications/", include("notifications.urls")),
     path("", include("cmdb.urls")),
 ]

@@ -304,3 +304,14 @@ def oidc_provider(live_server, tmp_path):
     provider = start_oidc_provider(tmp_path / "oidc", f"{live_server.url}/oidc/callback/", OIDC_ACCOUNTS)
     yield provider
     provider.stop()
+
+
+@pytest.fixture
+def http_receiver():
+    """A real HTTP server on loopback that records what it receives (tests/fixtures/receiver.py)."""
+    from tests.fixtures.receiver import start_receiver
+
+    receiver, server = start_receiver()
+    yield receiver
+    server.shutdown()
+    server.server_close()

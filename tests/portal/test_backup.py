@@ -85,6 +85,13 @@ def fill_every_model(synced, requester, approver, staff):
                            handled_by=approver, handled_at=timezone.now(), change=change)
     ManualCheck.objects.create(run=run, machine_path="p/m", environment="p", due=date(2026, 12, 1))
     MachineStatus.objects.create(machine_path="p/w", environment="p", last_result=result, status="drifted")
+    from notifications.models import Delivery, Target
+
+    target = Target.objects.create(name="ops", kind="webhook", url="https://hooks.example.org/x", secret="s" * 40,
+                                   events=["cr-approved"], environments=["test"], created_by=staff)
+    Delivery.objects.create(target=target, event="cr-approved", dedupe_key="cr-approved:1:2", environments=["test"],
+                            payload={"title": "CR-1 approved"}, state="sent", attempts=2, http_status=200,
+                            sent_at=timezone.now())
     from django.contrib.admin.models import ADDITION, LogEntry
 
     LogEntry.objects.log_actions(user_id=staff.pk, queryset=[change], action_flag=ADDITION)

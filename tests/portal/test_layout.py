@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ("cmdb", "fleet", "changes", "deploys", "audits", "accounts", "portal")
+APPS = ("cmdb", "fleet", "changes", "deploys", "audits", "accounts", "notifications", "portal")
 MAX_LINES = 600
 # What each package may import of the others (its own modules always).
 ALLOWED = {
@@ -23,6 +23,10 @@ ALLOWED = {
                "portal.api", "portal.listing", "portal.roles", "portal.tasks"},
     "accounts": {"cmdb.api.items", "cmdb.converters", "changes.services", "portal.errors", "portal.api",
                  "portal.listing", "portal.roles"},
+    # Above the processes it reports on: it listens to their signals and reads their models.
+    "notifications": {"cmdb", "changes.models", "changes.services", "changes.signals", "audits.models",
+                      "audits.signals", "deploys.models", "portal.errors", "portal.api", "portal.listing",
+                      "portal.roles", "portal.tasks"},
 }
 
 
@@ -91,3 +95,10 @@ def test_only_the_sign_in_modules_speak_ldap_and_openid_connect():
     # portal/sso.py builds the directory's settings (search objects, group type); auth_ldap.py signs in.
     assert importers("ldap", "django_auth_ldap") == ["portal/auth_ldap.py", "portal/sso.py"]
     assert importers("mozilla_django_oidc", "requests") == ["portal/auth_oidc.py"]
+
+
+def test_only_the_notification_senders_speak_http():
+    users = sorted(str(p.relative_to(ROOT)) for _, p in modules()
+                   if any(m in ("urllib.request", "http.client", "requests", "httpx") for m, _ in imports(p))
+                   and p.parent.name != "portal")  # the composition root's sign-in modules: the test above
+    assert users == ["notifications/senders.py"]
