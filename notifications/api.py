@@ -3,15 +3,15 @@ delivery log), staff only. Secrets and webhook URLs are write-only: answers show
 
 from __future__ import annotations
 
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import serializers, status, viewsets
+from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
-from rest_framework.response import Response
 
 from cmdb.converters import ID_REGEX
 from notifications import permissions, services
 from notifications.models import Delivery, Event, Target
-from portal.api import error_responses
+from portal.api import absolute, accepted, error_responses
 from portal.errors import Forbidden
 
 
@@ -69,6 +69,10 @@ class TargetViewSet(viewsets.ModelViewSet):
         _check(self.request)
         return Target.objects.select_related("created_by").order_by("name")
 
+    def get_success_headers(self, data):
+        # DRF would look for a "url" field, which here is the target's own (write-only) webhook URL.
+        return {"Location": absolute(self.request, reverse("notification-target-detail", args=[data["id"]]))}
+
     def perform_create(self, serializer):
         serializer.instance = services.target_create(acting_user=self.request.user, **serializer.validated_data)
 
@@ -84,7 +88,8 @@ class TargetViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def test(self, request, pk=None):
         delivery = services.delivery_send_test(acting_user=request.user, target=self.get_object())
-        return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+        return accepted(request, DeliverySerializer(delivery).data,
+                        location=reverse("notification-delivery-detail", args=[delivery.pk]))
 
 
 @extend_schema_view(

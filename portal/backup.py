@@ -49,6 +49,7 @@ NOT_BACKED_UP = {
     "cmdb.syncstate": "index: rebuilt by a sync",
     "auth.permission": "created by migrate", "contenttypes.contenttype": "created by migrate",
     "sessions.session": "sign-ins: people sign in again",
+    "changes.branchlock": "lock rows: made again on demand",
     "axes.accessattempt": "login-failure counters", "axes.accessfailurelog": "login-failure counters",
     "axes.accesslog": "login log", "axes.accessattemptexpiration": "login-failure counters",
 }

@@ -138,11 +138,13 @@ def test_staff_manage_targets_through_the_api(staff, api_for, http_receiver, dja
     assert "secret" not in data and "url" not in data and SECRET[-4:] in data["secret_masked"]
     assert data["url_masked"] == http_receiver.url + "/…"
     pk = data["id"]
+    assert response["Location"] == f"http://testserver/api/notification-targets/{pk}/"
     assert api.patch(f"/api/notification-targets/{pk}/", {"enabled": False}, format="json").json()["enabled"] is False
     assert Target.objects.get(pk=pk).secret == SECRET
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post(f"/api/notification-targets/{pk}/test/")
     assert response.status_code == 202
+    assert response["Location"] == f"http://testserver/api/notification-deliveries/{response.json()['id']}/"
     log = api.get(f"/api/notification-deliveries/?target={pk}").json()
     assert [d["event"] for d in log["results"]] == ["test"]
     assert log["results"][0]["state"] == "sent"
