@@ -16,6 +16,7 @@ export CMDB_LOCAL_ROOT_BASE="$CMDB_DEMO_SOURCE"
 export CMDB_WEBHOOK_SECRET="${CMDB_WEBHOOK_SECRET:-demo-webhook-secret}"
 # Deploys write only where this names the environment: in the demo, the local trees standing for machines.
 export CMDB_DEPLOY_ENVIRONMENTS="${CMDB_DEPLOY_ENVIRONMENTS:-production,test}"
+export CMDB_METRICS_TOKEN="${CMDB_METRICS_TOKEN:-demo-metrics-token}"
 export DJANGO_EMAIL_BACKEND="django.core.mail.backends.console.EmailBackend"
 export DJANGO_SECURE_COOKIES=false
 unset DATABASE_URL REDIS_URL
@@ -60,7 +61,8 @@ cat <<MSG
   CM portal demo
   URL:    http://$HOST:$PORT/
   Login:  demo / demo   (staff; also viewer, requester, approver, approver2 — password demo)
-  API:    http://$HOST:$PORT/api/docs/
+  API:    http://$HOST:$PORT/api/docs/   (tokens: your account page, http://$HOST:$PORT/account/)
+  Metrics: curl -H 'Authorization: Bearer $CMDB_METRICS_TOKEN' http://$HOST:$PORT/metrics
   Worker and beat logs: $CMDB_DATA_DIR/{worker,beat}.log   (Ctrl-C stops everything)
 
 MSG
