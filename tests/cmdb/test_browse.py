@@ -447,7 +447,7 @@ def test_pages_cost_the_same_queries_for_3_or_60_machines(work_repo, viewer, cli
 
 def test_pinned_query_counts_on_the_standard_layout(synced, viewer, client_for, django_assert_num_queries):
     client = client_for(viewer)
-    for url, expected in ((reverse("home"), 19), (ci_url("production"), 12), (ci_url("production/web1"), 17),
+    for url, expected in ((reverse("home"), 21), (ci_url("production"), 12), (ci_url("production/web1"), 17),
                           (ci_url("production/web1/nginx"), 13), (reverse("cmdb:search") + "?q=nginx", 5)):
         client.get(url)  # READMEs are rendered and kept on first view
         with django_assert_num_queries(expected):
