@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+import tempfile
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterable
@@ -34,8 +35,11 @@ from typing import IO
 from urllib.parse import urlsplit
 
 from django.contrib.staticfiles import finders
+from django.http import FileResponse
 from django.template.loader import render_to_string
 from django.utils import timezone
+from rest_framework.settings import api_settings
+from rest_framework.throttling import UserRateThrottle
 
 from cmdb import indexer, layout, lint, runbook, services
 from cmdb.gitrepo import TreeEntry
@@ -207,7 +211,7 @@ class _Export:
         """Only what opens without a server or a network: this archive's pages, in-page anchors and
         external links to follow by hand (never an external picture: it would be fetched)."""
         if url.startswith("#"):
-            return True
+            return len(url) > 1  # "#" alone is where the renderer sends links out of the repository
         if tag == "a" and url.lower().startswith(_EXTERNAL):
             return True
         parts = urlsplit(url)
@@ -316,3 +320,27 @@ def _blobs(ex: _Export, wanted: dict[str, TreeEntry]) -> Iterable[tuple[str, byt
     for sha, content in ex.repo.iter_blobs(by_sha):
         for name in by_sha[sha]:
             yield name, content
+
+
+# --- serving it ------------------------------------------------------------------------------------------
+class ExportThrottle(UserRateThrottle):
+    """``CMDB_EXPORT_RATE`` exports per person, on the UI and the API together (one cache key)."""
+
+    scope = "export"
+
+    def get_rate(self) -> str | None:
+        # Read per request, not at import: the setting may change under tests and reloads.
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+
+def export_response(rev: str | None) -> FileResponse:
+    """The export as a download. Built into a temporary file first (an export of a large repository
+    does not fit in memory and must not be half-sent when it fails), then streamed from it."""
+    tmp = tempfile.TemporaryFile(prefix="cmdb-export-")  # noqa: SIM115 - FileResponse closes it
+    try:
+        info = write_export(rev, tmp)
+    except BaseException:
+        tmp.close()
+        raise
+    tmp.seek(0)
+    return FileResponse(tmp, as_attachment=True, filename=f"{info.folder}.zip", content_type="application/zip")
