@@ -38,6 +38,7 @@ from django.contrib.staticfiles import finders
 from django.http import FileResponse
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.safestring import SafeString, mark_safe
 from rest_framework.settings import api_settings
 from rest_framework.throttling import UserRateThrottle
 
@@ -103,7 +104,7 @@ class CIPage:
     kind: str
     name: str
     file: str
-    html: str = ""
+    html: SafeString | str = ""
     has_readme: bool = False
     children: list[CIPage] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
@@ -225,8 +226,8 @@ class _Export:
             page.has_readme = True
             text = lint.decode_readme(texts.get(entry.sha, b""))[0]
             if text.strip():
-                page.html = render_markdown(mask_text(text), base_dir=path, resolver=self.resolve,
-                                            keep_url=self.keep_url)
+                page.html = mark_safe(render_markdown(  # noqa: S308 - sanitized by the renderer
+                    mask_text(text), base_dir=path, resolver=self.resolve, keep_url=self.keep_url))
 
     def runbooks(self) -> list[tuple[str, str]]:
         """(file name, html) of every environment's and machine's runbook page."""

@@ -188,6 +188,7 @@ def test_runbooks_of_every_machine_and_environment_are_in_the_archive(export_rep
     web1 = files[f"{folder}/pages/{flat_name('runbook', 'production/web1')}"]
     at = [web1.find(m) for m in ("STEP-TOP-COMMON", "STEP-ENV-COMMON", "STEP-ENV.", "STEP-MACHINE.", "STEP-APP-NGINX")]
     assert -1 not in at and at == sorted(at)
+    assert '<article class="markdown-body"><h1 id="md-nginx">nginx</h1>' in web1  # rendered, not escaped
     web1 = web1.replace("<wbr>", "")
     assert "systemctl reload nginx" in web1 and "/etc/ssl/key.pem" in web1
     env = files[f"{folder}/pages/{flat_name('runbook', 'production')}"]
