@@ -45,6 +45,7 @@ from rest_framework.throttling import UserRateThrottle
 from cmdb import indexer, layout, lint, runbook, services
 from cmdb.gitrepo import TreeEntry
 from cmdb.markdown import render_markdown
+from cmdb.runbook import Declared
 from cmdb.secrets import has_private_key, is_secret, mask_text
 from fleet.declared import is_machine_dir
 
@@ -109,7 +110,7 @@ class CIPage:
     children: list[CIPage] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
     runbook: str = ""
-    declared: runbook.Declared | None = None
+    declared: Declared | None = None
     crumbs: list[tuple[str, str]] = field(default_factory=list)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_safe
 
 from cmdb.export import ExportError, ExportThrottle, export_response
@@ -11,7 +12,7 @@ from cmdb.views import _message, _rev
 
 
 @require_safe
-def docs_export(request: HttpRequest) -> HttpResponse:
+def docs_export(request: HttpRequest) -> HttpResponseBase:
     throttle = ExportThrottle()
     if not throttle.allow_request(request, None):
         wait = int(throttle.wait() or 60)
