@@ -284,9 +284,12 @@ def write_export(rev: str | None, out: IO[bytes]) -> ExportInfo:
     info = ExportInfo(ex.sha, ex.rev, ex.folder)
     ex.render_readmes()
     books = ex.runbooks()  # before the CI pages: they link the runbooks and show what applications install
+    for path, page in ex.cis.items():
+        parent = ex.cis.get(posixpath.dirname(path)) if path else None
+        if parent is not None:
+            parent.children.append(page)
     for page in ex.cis.values():
-        page.children = sorted((c for p, c in ex.cis.items() if p and posixpath.dirname(p) == page.path),
-                               key=lambda c: (c.kind != layout.COMMON_KIND, c.path))
+        page.children.sort(key=lambda c: (c.kind != layout.COMMON_KIND, c.path))
         page.rows.sort(key=lambda r: r.path)
         page.crumbs = ex.crumbs(page.path)
     stamp = ex.now.timetuple()[:6]
