@@ -28,7 +28,7 @@ import re
 import tempfile
 import zipfile
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -230,9 +230,9 @@ class _Export:
                 page.html = mark_safe(render_markdown(  # noqa: S308 - sanitized by the renderer
                     mask_text(text), base_dir=path, resolver=self.resolve, keep_url=self.keep_url))
 
-    def runbooks(self) -> list[tuple[str, str]]:
-        """(file name, html) of every environment's and machine's runbook page."""
-        out = []
+    def runbooks(self, put: Callable[[str, str], None]) -> None:
+        """Write every environment's and machine's runbook page with ``put(name, html)`` as it is made:
+        thousands of machines' pages are never held at once."""
         html = {path: page.html for path, page in self.cis.items()}
         for env in sorted(p for p, page in self.cis.items() if page.kind == layout.ENVIRONMENT):
             machines = sorted(p for p, page in self.cis.items()
@@ -246,17 +246,16 @@ class _Export:
                 name = flat_name("runbook", env, f"~p{number}.html" if number > 1 else ".html")
                 pages = [(n, flat_name("runbook", env, f"~p{n}.html" if n > 1 else ".html"))
                          for n in range(1, len(chunks) + 1)] if len(chunks) > 1 else []
-                out.append((name, self.page("cmdb/export/runbook.html", env, {
+                put(name, self.page("cmdb/export/runbook.html", env, {
                     "book": runbook.Runbook(env, layout.ENVIRONMENT, self.sha, None, shared, books),
-                    "pages": pages, "number": number})))
+                    "pages": pages, "number": number}))
                 for book in books:
                     self.cis[book.path].runbook = flat_name("runbook", book.path)
                     for section in book.sections:
                         if section.declared is not None:
                             self.cis[section.path].declared = section.declared
-                    out.append((flat_name("runbook", book.path), self.page("cmdb/export/runbook.html", book.path, {
-                        "book": runbook.Runbook(book.path, layout.MACHINE, self.sha, None, shared, [book])})))
-        return out
+                    put(flat_name("runbook", book.path), self.page("cmdb/export/runbook.html", book.path, {
+                        "book": runbook.Runbook(book.path, layout.MACHINE, self.sha, None, shared, [book])}))
 
     def crumbs(self, path: str) -> list[tuple[str, str]]:
         parts = path.split("/") if path else []
@@ -283,7 +282,21 @@ def write_export(rev: str | None, out: IO[bytes]) -> ExportInfo:
     ex.read_tree()
     info = ExportInfo(ex.sha, ex.rev, ex.folder)
     ex.render_readmes()
-    books = ex.runbooks()  # before the CI pages: they link the runbooks and show what applications install
+    archive = zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED)
+    stamp = ex.now.timetuple()[:6]
+
+    def put(name: str, data: bytes | str) -> None:
+        archive.writestr(zipfile.ZipInfo(f"{ex.folder}/{name}", date_time=stamp), data,
+                         compress_type=zipfile.ZIP_DEFLATED)
+        info.files += 1
+
+    with archive:
+        _write(ex, put)
+    return info
+
+
+def _write(ex: _Export, put: Callable[[str, bytes | str], None]) -> None:
+    ex.runbooks(lambda name, html: put(f"{PAGES}/{name}", html))  # first: CI pages link them
     for path, page in ex.cis.items():
         parent = ex.cis.get(posixpath.dirname(path)) if path else None
         if parent is not None:
@@ -292,30 +305,20 @@ def write_export(rev: str | None, out: IO[bytes]) -> ExportInfo:
         page.children.sort(key=lambda c: (c.kind != layout.COMMON_KIND, c.path))
         page.rows.sort(key=lambda r: r.path)
         page.crumbs = ex.crumbs(page.path)
-    stamp = ex.now.timetuple()[:6]
     root = ex.cis.get("")
     environments = [c for c in (root.children if root else []) if c.kind == layout.ENVIRONMENT]
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        def put(name: str, data: bytes | str) -> None:
-            archive.writestr(zipfile.ZipInfo(f"{ex.folder}/{name}", date_time=stamp), data,
-                             compress_type=zipfile.ZIP_DEFLATED)
-            info.files += 1
-
-        for name in ASSETS:
-            put(f"assets/{name}", _asset(name))
-        put("index.html", render_to_string("cmdb/export/index.html", {
-            "export": ex, "assets": "assets/", "home": "index.html", "pages": f"{PAGES}/", "root": root,
-            "environments": environments, "files": len(ex.rows),
-            "secrets": sum(r.secret for r in ex.rows.values())}))
-        for page in ex.cis.values():
-            put(f"{PAGES}/{page.file}", ex.page("cmdb/export/ci.html", page.path, {"ci": page}))
-        for name, html in books:
-            put(f"{PAGES}/{name}", html)
-        put(f"{PAGES}/artifacts.html", ex.page("cmdb/export/artifacts.html", None, {
-            "rows": sorted(ex.rows.values(), key=lambda r: r.path)}))
-        for name, data in _blobs(ex, ex.images):
-            put(f"{PAGES}/{name}", data)
-    return info
+    for name in ASSETS:
+        put(f"assets/{name}", _asset(name))
+    put("index.html", render_to_string("cmdb/export/index.html", {
+        "export": ex, "assets": "assets/", "home": "index.html", "pages": f"{PAGES}/", "root": root,
+        "environments": environments, "files": len(ex.rows),
+        "secrets": sum(r.secret for r in ex.rows.values())}))
+    for page in ex.cis.values():
+        put(f"{PAGES}/{page.file}", ex.page("cmdb/export/ci.html", page.path, {"ci": page}))
+    put(f"{PAGES}/artifacts.html", ex.page("cmdb/export/artifacts.html", None, {
+        "rows": sorted(ex.rows.values(), key=lambda r: r.path)}))
+    for name, data in _blobs(ex, ex.images):
+        put(f"{PAGES}/{name}", data)
 
 
 def _blobs(ex: _Export, wanted: dict[str, TreeEntry]) -> Iterable[tuple[str, bytes]]:
