@@ -22,7 +22,10 @@ from pygments.token import STANDARD_TYPES
 from cmdb.layout import README, safe_repo_path
 
 # (kind, repository path) -> URL. kind is "page" (a CI or folder) , "file" (an artifact) or "raw".
-LinkResolver = Callable[[str, str], str]
+# None: the target has no page where the text is read (the offline export), so the link is dropped.
+LinkResolver = Callable[[str, str], str | None]
+# (tag, attribute, URL) -> whether the URL may stay; the offline export keeps only its own files.
+UrlFilter = Callable[[str, str, str], bool]
 
 ALLOWED_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "details", "div", "dl", "dt", "em",
@@ -56,6 +59,16 @@ def _attribute_filter(element: str, attribute: str, value: str) -> str | None:
     return value
 
 
+def _filtered(keep_url: UrlFilter):
+    def attribute_filter(element: str, attribute: str, value: str) -> str | None:
+        # Raw HTML links never meet the resolver: only here are they all seen.
+        if attribute in ("href", "src") and not keep_url(element, attribute, value):
+            return None
+        return _attribute_filter(element, attribute, value)
+
+    return attribute_filter
+
+
 class _LinkRewriter(Treeprocessor):
     def __init__(self, md_instance: md.Markdown, base_dir: str, resolver: LinkResolver | None):
         super().__init__(md_instance)
@@ -64,12 +77,15 @@ class _LinkRewriter(Treeprocessor):
 
     def run(self, root: ET.Element) -> None:
         for el in root.iter():
-            if el.tag == "a" and el.get("href"):
-                el.set("href", self._rewrite(el.get("href", ""), image=False))
-            elif el.tag == "img" and el.get("src"):
-                el.set("src", self._rewrite(el.get("src", ""), image=True))
+            for tag, attribute in (("a", "href"), ("img", "src")):
+                if el.tag == tag and el.get(attribute):
+                    url = self._rewrite(el.get(attribute, ""), image=tag == "img")
+                    if url is None:
+                        del el.attrib[attribute]  # the text stays, as plain text
+                    else:
+                        el.set(attribute, url)
 
-    def _rewrite(self, url: str, *, image: bool) -> str:
+    def _rewrite(self, url: str, *, image: bool) -> str | None:
         parts = urlsplit(url)
         if parts.scheme or parts.netloc or url.startswith(("#", "/")) or not parts.path:
             return url  # absolute, anchor or site-relative: left for nh3 to judge
@@ -83,10 +99,14 @@ class _LinkRewriter(Treeprocessor):
         if image:
             return self.resolver("raw", clean)
         if clean == README or clean.endswith("/" + README):
-            return self.resolver("page", posixpath.dirname(clean)) + fragment
-        if url.endswith("/") or "." not in posixpath.basename(clean):
-            return self.resolver("page", clean) + fragment
-        return self.resolver("file", clean) + fragment
+            target_url = self.resolver("page", posixpath.dirname(clean))
+        elif url.endswith("/") or "." not in posixpath.basename(clean):
+            target_url = self.resolver("page", clean)
+        else:
+            target_url = self.resolver("file", clean)
+        if target_url is None:
+            return None
+        return target_url if "#" in target_url else target_url + fragment
 
 
 class _LinkExtension(Extension):
@@ -99,26 +119,28 @@ class _LinkExtension(Extension):
         md_instance.treeprocessors.register(_LinkRewriter(md_instance, self.base_dir, self.resolver), "cmdb_links", 1)
 
 
-def sanitize(html: str) -> str:
-    """Strip everything that could run script or load foreign frames from ``html``."""
+def sanitize(html: str, *, keep_url: UrlFilter | None = None) -> str:
+    """Strip everything that could run script or load foreign frames from ``html``; with ``keep_url``,
+    also every ``href`` and ``src`` it refuses (the element stays, without its link)."""
     return nh3.clean(
         html,
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         allowed_classes=ALLOWED_CLASSES,
         id_prefix=ID_PREFIX,
-        attribute_filter=_attribute_filter,
+        attribute_filter=_attribute_filter if keep_url is None else _filtered(keep_url),
         url_schemes=URL_SCHEMES,
         link_rel="noopener noreferrer nofollow",
         strip_comments=True,
     )
 
 
-def render_markdown(text: str, *, base_dir: str = "", resolver: LinkResolver | None = None) -> str:
+def render_markdown(text: str, *, base_dir: str = "", resolver: LinkResolver | None = None,
+                    keep_url: UrlFilter | None = None) -> str:
     """Markdown (tables, fenced code, TOC, highlighting) to sanitized HTML.
 
     ``base_dir`` is the repository folder the text lives in; ``resolver`` turns repository paths
-    into portal URLs. Without a resolver, relative links are neutralised.
+    into portal URLs. Without a resolver, relative links are neutralised. ``keep_url``: see ``sanitize``.
     """
     renderer = md.Markdown(
         extensions=[
@@ -137,7 +159,7 @@ def render_markdown(text: str, *, base_dir: str = "", resolver: LinkResolver | N
         },
         output_format="html",
     )
-    return sanitize(renderer.convert(text))
+    return sanitize(renderer.convert(text), keep_url=keep_url)
 
 
 def _slugify(value: str, separator: str) -> str:

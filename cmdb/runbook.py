@@ -16,6 +16,7 @@ listed, never shown: nothing here reads a declared file's content.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -29,6 +30,13 @@ from fleet.declared import declared_configuration, is_machine_dir
 from fleet.manifest import FILES_DIR, MachineDeclaration
 
 MACHINES_PER_PAGE = 20
+
+# (kind, repository path) -> the URL of its page ("page", "file"): the portal's, or the offline export's.
+Link = Callable[[str, str], str]
+
+
+def portal_links(rev: str | None) -> Link:
+    return lambda kind, path: services.portal_url(kind, path, rev)
 
 
 @dataclass
@@ -117,7 +125,7 @@ def _owner(owner: str | None, group: str | None) -> str:
     return f"{owner or '–'}:{group or '–'}"
 
 
-def _declared(decl: MachineDeclaration | None, app_path: str, rev: str | None) -> Declared:
+def _declared(decl: MachineDeclaration | None, app_path: str, link: Link) -> Declared:
     out = Declared()
     if decl is None:
         return out
@@ -130,7 +138,7 @@ def _declared(decl: MachineDeclaration | None, app_path: str, rev: str | None) -
             target=f.target, kind=f.kind, mode="" if f.kind == "symlink" else f"{f.mode:04o}",
             owner=_owner(f.owner, f.group), source_path=f.source_path,
             source_label=layout.relative_to_ci(f.source_path, app_path) if own else f.source_path,
-            shared=not own, url=services.portal_url("file", f.source_path, rev), secret=f.secret,
+            shared=not own, url=link("file", f.source_path), secret=f.secret,
         ))
     out.reload = list(decl.reload.get(app_path, []))
     out.problems = [str(e) for e in decl.errors if e.path == app_path or e.path.startswith(app_path + "/")]
@@ -140,7 +148,7 @@ def _declared(decl: MachineDeclaration | None, app_path: str, rev: str | None) -
 def application_declared(app_path: str, sha: str, rev: str | None) -> Declared:
     """The files an application declares and its reload commands (the application page's table)."""
     machine = posixpath.dirname(app_path)
-    return _declared(_declarations(sha, [machine]).get(machine), app_path, rev)
+    return _declared(_declarations(sha, [machine]).get(machine), app_path, portal_links(rev))
 
 
 def _access(decl: MachineDeclaration | None) -> str:
@@ -205,9 +213,9 @@ def _is_application(path: str) -> bool:
 
 
 class _Builder:
-    def __init__(self, sha: str, rev: str | None, folders: set[str], readmes: dict[str, TreeEntry],
-                 html: dict[str, SafeString | str]):
-        self.sha, self.rev, self.folders, self.readmes, self.html = sha, rev, folders, readmes, html
+    def __init__(self, folders: set[str], readmes: dict[str, TreeEntry], html: Mapping[str, SafeString | str],
+                 link: Link):
+        self.folders, self.readmes, self.html, self.link = folders, readmes, html, link
         self.count = 0
 
     def section(self, path: str, **extra) -> Section:
@@ -215,7 +223,7 @@ class _Builder:
         assert ref is not None
         self.count += 1
         return Section(path=path, kind=ref.kind, name=ref.name, role=_role(path, ref.kind),
-                       anchor=f"rb-{self.count}", url=services.portal_url("page", path, self.rev),
+                       anchor=f"rb-{self.count}", url=self.link("page", path),
                        has_readme=path in self.readmes, html=self.html.get(path, ""), **extra)
 
     def shared(self, env: str) -> list[Section]:
@@ -230,14 +238,25 @@ class _Builder:
                     if not e.path.startswith(app_prefixes) and e.path not in apps]
         sections = [self.section(common)] if common in self.folders else []
         sections.append(self.section(path, problems=leftover, access=_access(decl)))
-        sections += [self.section(a, declared=_declared(decl, a, self.rev)) for a in apps]
-        return MachineBook(path, posixpath.basename(path), services.portal_url("page", path, self.rev), sections)
+        sections += [self.section(a, declared=_declared(decl, a, self.link)) for a in apps]
+        return MachineBook(path, posixpath.basename(path), self.link("page", path), sections)
 
 
 def _build(sha: str, rev: str | None, env: str, machines: list[str], can_view_secrets: bool) -> _Builder:
     folders, readmes = _listing(sha, env, machines)
     html = _Readmes(rev, can_view_secrets).render(readmes)
-    return _Builder(sha, rev, folders, readmes, html)
+    return _Builder(folders, readmes, html, portal_links(rev))
+
+
+def environment_books(sha: str, env: str, machines: list[str], *, html: Mapping[str, SafeString | str],
+                      link: Link) -> tuple[list[Section], list[MachineBook]]:
+    """The shared sections of ``env`` and the books of ``machines`` (machine folders of ``env`` at
+    ``sha``), with READMEs already rendered (``html`` by folder) and links made by ``link``: the
+    offline export's, whose pages are files rather than portal URLs."""
+    folders, readmes = _listing(sha, env, machines)
+    builder = _Builder(folders, readmes, html, link)
+    decls = _declarations(sha, machines) if machines else {}
+    return builder.shared(env), [builder.machine(m, decls.get(m)) for m in machines]
 
 
 def machine_runbook(path: str, rev: str | None, *, can_view_secrets: bool) -> Runbook | None:

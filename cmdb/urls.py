@@ -11,6 +11,7 @@ from django.urls import path
 
 from cmdb import (
     converters,  # noqa: F401 (registers repopath and id)
+    export_views,
     runbook_views,
     views,
 )
@@ -33,6 +34,8 @@ urlpatterns = [
     path("raw/<repopath:path>", views.raw, name="raw"),
     # History
     path("commits/<str:sha>/", views.commit_detail, name="commit_detail"),
+    # The offline export (a zip)
+    path("export/", export_views.docs_export, name="docs_export"),
     # Index
     path("lint/", views.lint_list, name="lint_list"),
     path("search/", views.search, name="search"),

@@ -33,6 +33,7 @@ ERROR_DESCRIPTIONS = {
     404: "No such object.",
     409: "Not possible in the current state, or Git refused (the message says why).",
     413: "The body is too large.",
+    429: "Too many requests: try again after the Retry-After header's seconds.",
     503: "A service the portal needs cannot be reached.",
 }
 

@@ -330,6 +330,8 @@ REST_FRAMEWORK = {
         "anon": env_rate("CMDB_API_RATE_ANON", "60/min"),
         "user": env_rate("CMDB_API_RATE_USER", "1200/min"),
         "failed_token": env_rate("CMDB_API_RATE_FAILED_TOKEN", "20/min"),
+        # Each offline export reads every file of the repository: a few per hour per person (UI and API).
+        "export": env_rate("CMDB_EXPORT_RATE", "10/hour"),
     },
     "NUM_PROXIES": CMDB_TRUSTED_PROXY_COUNT or None,
 }

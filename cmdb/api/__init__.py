@@ -7,6 +7,7 @@ Read from the index (the indexed commit) through the ORM, or from Git at another
 - ``items``: ``/api/environments/``, ``/api/machines/``, ``/api/applications/``, ``/api/commons/``
   and their detail routes by repository path (``/api/applications/production/web1/nginx/``);
 - ``views``: ``/api/lint/``, ``/api/search/``, ``/api/sync/``;
+- ``export``: ``/api/export/?rev=``, the offline export (a zip);
 - ``webhook``: ``/api/hooks/push/`` (signed with ``CMDB_WEBHOOK_SECRET``, no login);
 - ``serializers``: the JSON shapes, which are also the OpenAPI schema.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from cmdb.api.export import DocsExportView
 from cmdb.api.items import ApplicationViewSet, CommonViewSet, EnvironmentViewSet, MachineViewSet
 from cmdb.api.views import LintWarningViewSet, SearchView, SyncView
 from cmdb.api.webhook import PushWebhookView
@@ -31,4 +33,5 @@ def register(router) -> list:
         path("search/", SearchView.as_view(), name="search"),
         path("sync/", SyncView.as_view(), name="sync"),
         path("hooks/push/", PushWebhookView.as_view(), name="hook-push"),
+        path("export/", DocsExportView.as_view(), name="docs-export"),
     ]

@@ -3,7 +3,9 @@ secret content for roles without ``cmdb.view_secret``, and the login page for an
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from collections import deque
 from urllib.parse import urljoin, urlsplit
 
@@ -47,6 +49,15 @@ def _pattern(url: str) -> str:
     return re.sub(r"/\d+/", "/N/", parts.path) + "?" + query
 
 
+def _body(response) -> bytes:
+    """What a person would read: a download's bytes, every file of a zip (the offline export)."""
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    if response.get("Content-Type") == "application/zip":
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            return b"\n".join(archive.read(name) for name in archive.namelist())
+    return body
+
+
 def crawl(client: Client) -> dict[str, tuple[int, bytes]]:
     seen: dict[str, tuple[int, bytes]] = {}
     patterns: set[str] = set()
@@ -56,7 +67,7 @@ def crawl(client: Client) -> dict[str, tuple[int, bytes]]:
         if url in seen or url.startswith(("/accounts/logout", "/static/")):
             continue
         r = client.get(url)
-        seen[url] = (r.status_code, r.content)
+        seen[url] = (r.status_code, _body(r))
         if r.status_code >= 300 or not r.get("Content-Type", "").startswith("text/html"):
             continue
         for href in HREF.findall(r.content.decode("utf-8", "replace")):
