@@ -19,7 +19,7 @@ What it does (everything it starts is stopped, and the namespaces and veths remo
 
 1. the repository and live trees of ``bench_audit.py`` (``--machines`` local machines x
    ``--files-per-machine`` files, 1 % planted drift), a branch that changes one file on the first
-   ``--deploy-machines`` machines of the first environment, Django in this process (the "web host",
+   ``--deploy-machines`` machines of the last environment (not production), Django in this process (the "web host",
    its own clone), ``migrate``, a full sync, the branch's change request approved and released;
 2. per configuration: one worker (``-n w1@host1``, concurrency 1) in ``cmdb-w1``; two workers
    (``w1@host1`` and ``w2@host2``, concurrency 1 each); each times a full audit (``audit_start`` to a
@@ -217,15 +217,20 @@ def audit_once(timeout: float, kill: Worker | None = None, kill_at: float = 1 / 
     since = timezone.now()
     started = time.perf_counter()
     audit = services.audit_start(acting_user=None, scope="", trigger=AuditRun.Trigger.SCHEDULE)
-    killed_at = None
+    killed_at = kill_time = None
     done_at_kill = 0
+    killed_batch: list[str] = []
     while time.perf_counter() - started < timeout:
         row = AuditRun.objects.filter(pk=audit.pk).values("state", "machines_done").first()
         if row["state"] not in AuditRun.ACTIVE_STATES:
             break
         if kill is not None and killed_at is None and row["machines_done"] >= kill_at * audit.machines_total:
-            kill.kill9()
-            killed_at, done_at_kill = time.perf_counter(), row["machines_done"]
+            batch = running_batch(kill.name, audit.pk)
+            if batch is not None and not MachineResult.objects.filter(run=audit, machine_path__in=batch).exists():
+                # host2 is inside a batch (taken, nothing of it stored yet): kill it there
+                kill.kill9()
+                killed_at, done_at_kill, killed_batch = time.perf_counter(), row["machines_done"], batch
+                kill_time = timezone.now()
         time.sleep(0.01)
     wall = time.perf_counter() - started
     audit.refresh_from_db()
@@ -234,6 +239,13 @@ def audit_once(timeout: float, kill: Worker | None = None, kill_at: float = 1 / 
         results[r.machine_path] = (r.status, r.files_in_sync, r.files_total,
                                    tuple(sorted((f.target, f.kind, f.live_sha256) for f in r.findings.all())))
     counts = Counter(MachineResult.objects.filter(run=audit).values_list("machine_path", flat=True))
+    redone = None
+    if killed_batch:  # the batch host2 died in: stored after the kill (by host1), how long after
+        stored = list(MachineResult.objects.filter(run=audit, machine_path__in=killed_batch)
+                      .values_list("finished_at", flat=True))
+        redone = {"machines": len(killed_batch), "stored": len(stored),
+                  "all_after_kill": bool(stored) and min(stored) > kill_time,
+                  "stored_after_kill_s": (max(stored) - kill_time).total_seconds() if stored else None}
     return {"run": audit.pk, "state": audit.state, "wall_s": wall, "machines": audit.machines_total,
             "done": audit.machines_done, "stored_once": all(n == 1 for n in counts.values()) and
             len(counts) == audit.machines_total, "results": results,
@@ -242,7 +254,22 @@ def audit_once(timeout: float, kill: Worker | None = None, kill_at: float = 1 / 
             "batches": batches_by_worker("audits.tasks.audit_batch", audit.pk, since),
             "killed_after_s": None if killed_at is None else killed_at - started,
             "completed_after_kill_s": None if killed_at is None else wall - (killed_at - started),
-            "done_at_kill": done_at_kill}
+            "done_at_kill": done_at_kill, "killed_batch": redone}
+
+
+def running_batch(worker: str, run_id: int) -> list[str] | None:
+    """The machines of the audit batch ``worker`` is running now (a control request through Redis)."""
+    from portal.celery import app
+
+    try:
+        active = app.control.inspect(destination=[worker], timeout=0.3).active() or {}
+    except Exception:  # noqa: BLE001 - no answer this time
+        return None
+    for task in active.get(worker, []):
+        args = task.get("args") or []
+        if task.get("name") == "audits.tasks.audit_batch" and args and args[0] == run_id:
+            return list(args[1])
+    return None
 
 
 def deploy_once(client, change_id: int, fleet: dict, timeout: float) -> dict:
@@ -339,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
                             *repo_files(local, plan, '[machine]\ntransport = "local"\nroot = "{path}"\n',
                                         sorted({m.env for m in local}))])
         planted = write_trees(local, plan)
-        deployed = [m for m in local if m.env == envs[0]][:args.deploy_machines]
+        deployed = [m for m in local if m.env == envs[-1]][:args.deploy_machines]
         spec = plan[0]  # never drifted (k % 100 == 37 never holds for file 0 with 20 files)
         branch_files = [(f"{m.path}/{spec.app}/files/{spec.rel}", declared(spec, m.env, m.path) + b"# scale-out\n",
                          False) for m in deployed]
@@ -348,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                  "files": [(m.live / spec.rel, declared(spec, m.env, m.path) + b"# scale-out\n") for m in deployed]}
         print(f"repository and trees in {time.perf_counter() - t:.1f}s ({planted['files']} files, "
               f"drift {dict(planted)})", flush=True)
-        os.environ["CMDB_DEPLOY_ENVIRONMENTS"] = envs[0]
+        os.environ["CMDB_DEPLOY_ENVIRONMENTS"] = envs[-1]  # not production: one approval
 
         # --- the web host: Django, clone, sync, the release -----------------------------------------
         results["setup"] = setup_env(SimpleNamespace(work=work, bare=bare, live=live),
@@ -377,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{label}] workers {[w.name for w in workers]} ready after {ready:.1f}s; warm-up {warm:.2f}s",
                   flush=True)
             load = os.getloadavg()[0]
+            reset(fleet)  # every audit sees the same machines: the release not yet deployed anywhere
             audit = audit_once(args.timeout)
             audit["load"] = load
             print(f"[{label}] audit {audit['state']} {audit['wall_s']:.2f}s batches {audit['batches']} "
@@ -389,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{dep['written']}/{len(deployed)}", flush=True)
             results[label] = {"audit": audit, "deploy": dep}
             if label == "two":
+                reset(fleet)
                 audit = audit_once(args.timeout, kill=workers[1])
                 print(f"[kill] audit {audit['state']} {audit['wall_s']:.2f}s, host2 killed after "
                       f"{audit['killed_after_s']:.2f}s ({audit['done_at_kill']} machines stored), completed "
@@ -404,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             "deploy": one["deploy"]["per_machine"] == two["deploy"]["per_machine"],
         }
         ok = all(results["identical"].values()) and kill["audit"]["state"] == "succeeded" and \
-            kill["audit"]["stored_once"] and one["deploy"]["written"] == two["deploy"]["written"] == len(deployed)
+            kill["audit"]["stored_once"] and bool(kill["audit"]["killed_batch"]) and one["deploy"]["written"] == two["deploy"]["written"] == len(deployed)
     except Exception:
         traceback.print_exc()
         for w in workers:
@@ -482,7 +511,7 @@ def report(results: dict, json_path: str | None) -> None:
         print(f"kill -9 of host2's worker {k['killed_after_s']:.2f}s into the audit ({k['done_at_kill']} of "
               f"{k['machines']} machines stored): run {k['state']} {k['wall_s']:.2f}s in all, "
               f"{k['completed_after_kill_s']:.2f}s after the kill; every machine exactly once: {k['stored_once']}; "
-              f"batches stored per worker {k['batches']}")
+              f"batches stored per worker {k['batches']}; the batch host2 died in: {k['killed_batch']}")
     if "error" in results:
         print("\nRUN FAILED (see the traceback above)")
     if json_path:
