@@ -43,6 +43,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -56,7 +57,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_audit import Machine, declared, fast_import, file_plan, repo_files, write_trees  # noqa: E402
+from benchmarks.bench_audit import (  # noqa: E402
+    Machine,
+    declared,
+    fast_import,
+    file_plan,
+    group_cpu,
+    repo_files,
+    write_trees,
+)
 from benchmarks.bench_dryrun import run, setup_env, stop_process_group  # noqa: E402
 from benchmarks.bench_identification import machine_description  # noqa: E402
 from benchmarks.synthrepo import _git_init, env_names  # noqa: E402
@@ -153,6 +162,13 @@ class Worker:
         self.host, self.name = host, f"w{host[-1]}@{host}"
         data = work / f"{host}-data"  # this host's data directory: its own clone
         data.mkdir(exist_ok=True)
+        self.fetch_s = None
+        if not (data / "repo").exists():  # the host's clone, synced from origin before it takes work
+            from cmdb.gitrepo import ConfigRepo
+
+            t = time.perf_counter()
+            ConfigRepo.open_or_clone(data / "repo", os.environ["CMDB_REPO_URL"]).fetch("main")
+            self.fetch_s = time.perf_counter() - t
         env = os.environ.copy()
         env |= {"CMDB_DATA_DIR": str(data), "DATABASE_URL": f"postgres://postgres@{host_ip}:{PG_PORT}/bench",
                 "REDIS_URL": f"redis://{host_ip}:{REDIS_PORT}/0"}
@@ -208,13 +224,14 @@ def batches_by_worker(task_name: str, first_arg: int, since) -> dict:
 # ====================================================================================================
 
 
-def audit_once(timeout: float, kill: Worker | None = None, kill_at: float = 1 / 3) -> dict:
+def audit_once(timeout: float, workers: list[Worker], kill: Worker | None = None, kill_at: float = 1 / 3) -> dict:
     from django.utils import timezone
 
     from audits import services
     from audits.models import AuditRun, MachineResult
 
     since = timezone.now()
+    cpu0 = {w.name: sum(group_cpu(w.proc.pid)) for w in workers}
     started = time.perf_counter()
     audit = services.audit_start(acting_user=None, scope="", trigger=AuditRun.Trigger.SCHEDULE)
     killed_at = kill_time = None
@@ -233,6 +250,7 @@ def audit_once(timeout: float, kill: Worker | None = None, kill_at: float = 1 / 
                 kill_time = timezone.now()
         time.sleep(0.01)
     wall = time.perf_counter() - started
+    cpu = {w.name: round(sum(group_cpu(w.proc.pid)) - cpu0[w.name], 1) for w in workers if w.proc.poll() is None}
     audit.refresh_from_db()
     results = {}
     for r in MachineResult.objects.filter(run=audit).prefetch_related("findings"):
@@ -246,7 +264,7 @@ def audit_once(timeout: float, kill: Worker | None = None, kill_at: float = 1 / 
         redone = {"machines": len(killed_batch), "stored": len(stored),
                   "all_after_kill": bool(stored) and min(stored) > kill_time,
                   "stored_after_kill_s": (max(stored) - kill_time).total_seconds() if stored else None}
-    return {"run": audit.pk, "state": audit.state, "wall_s": wall, "machines": audit.machines_total,
+    return {"run": audit.pk, "state": audit.state, "wall_s": wall, "worker_cpu_s": cpu, "machines": audit.machines_total,
             "done": audit.machines_done, "stored_once": all(n == 1 for n in counts.values()) and
             len(counts) == audit.machines_total, "results": results,
             "statuses": dict(Counter(v[0] for v in results.values())),
@@ -305,6 +323,11 @@ def reset(fleet: dict) -> None:
         tmp.replace(path)
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run of median wall time (the lower middle one of an even number)."""
+    return sorted(runs, key=lambda r: r["wall_s"])[(len(runs) - 1) // 2]
+
+
 def strip(r: dict) -> dict:
     return {k: v for k, v in r.items() if k not in ("results", "per_machine")}
 
@@ -324,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deploy-machines", type=int, default=200)
     parser.add_argument("--deploy-batch", type=int, default=20, help="CMDB_DEPLOY_BATCH (canary 1 first)")
     parser.add_argument("--visibility-timeout", type=int, default=10, help="CMDB_BROKER_VISIBILITY_TIMEOUT")
+    parser.add_argument("--runs", type=int, default=2, help="timed audits and deploys per configuration (median)")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--workdir", help="parent directory of the temporary directory")
@@ -332,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("needs root: it creates network namespaces and veth pairs and runs PostgreSQL as postgres")
     if sh("ip", "netns", "list", check=False).returncode != 0:
         parser.error("`ip netns` does not work here")
+    for port in (PG_PORT, REDIS_PORT):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                parser.error(f"port {port} is in use on 127.0.0.1 (another run of this benchmark?)")
 
     info = machine_description()
     results: dict = {"machine": info, "sizes": vars(args)}
@@ -403,22 +431,34 @@ def main(argv: list[str] | None = None) -> int:
             warm = audit_once_scoped(local[0].path, args.timeout)
             print(f"[{label}] workers {[w.name for w in workers]} ready after {ready:.1f}s; warm-up {warm:.2f}s",
                   flush=True)
-            load = os.getloadavg()[0]
-            reset(fleet)  # every audit sees the same machines: the release not yet deployed anywhere
-            audit = audit_once(args.timeout)
-            audit["load"] = load
-            print(f"[{label}] audit {audit['state']} {audit['wall_s']:.2f}s batches {audit['batches']} "
-                  f"statuses {audit['statuses']} findings {audit['findings']}", flush=True)
-            load = os.getloadavg()[0]
-            dep = deploy_once(client, change_id, fleet, args.timeout)
-            dep["load"] = load
-            print(f"[{label}] deploy {dep['state']} {dep['wall_s']:.2f}s (plan {dep['plan_s']:.2f}s, plan batches "
-                  f"{dep['plan_batches']}) batches {dep['batches']} statuses {dep['statuses']} written "
-                  f"{dep['written']}/{len(deployed)}", flush=True)
-            results[label] = {"audit": audit, "deploy": dep}
+            audits, deploys = [], []
+            for _ in range(args.runs):
+                load = os.getloadavg()[0]
+                reset(fleet)  # every audit sees the same machines: the release not yet deployed anywhere
+                audit = audit_once(args.timeout, workers)
+                audit["load"] = load
+                audits.append(audit)
+                print(f"[{label}] audit {audit['state']} {audit['wall_s']:.2f}s batches {audit['batches']} worker "
+                      f"CPU {audit['worker_cpu_s']} statuses {audit['statuses']} findings {audit['findings']} "
+                      f"(load {load:.1f})", flush=True)
+            for _ in range(args.runs):
+                load = os.getloadavg()[0]
+                dep = deploy_once(client, change_id, fleet, args.timeout)
+                dep["load"] = load
+                deploys.append(dep)
+                print(f"[{label}] deploy {dep['state']} {dep['wall_s']:.2f}s (plan {dep['plan_s']:.2f}s, plan batches "
+                      f"{dep['plan_batches']}) batches {dep['batches']} statuses {dep['statuses']} written "
+                      f"{dep['written']}/{len(deployed)} (load {load:.1f})", flush=True)
+            results[label] = {"audit": median_run(audits), "deploy": median_run(deploys),
+                              "audit_walls": [round(a["wall_s"], 2) for a in audits],
+                              "deploy_walls": [round(d["wall_s"], 2) for d in deploys],
+                              "plan_walls": [round(d["plan_s"], 2) for d in deploys],
+                              "clone_fetch_s": {w.name: w.fetch_s for w in workers}}
+            if any(a["results"] != audits[0]["results"] for a in audits):
+                results.setdefault("unstable", []).append(f"{label}: audits of one configuration differ")
             if label == "two":
                 reset(fleet)
-                audit = audit_once(args.timeout, kill=workers[1])
+                audit = audit_once(args.timeout, workers, kill=workers[1])
                 print(f"[kill] audit {audit['state']} {audit['wall_s']:.2f}s, host2 killed after "
                       f"{audit['killed_after_s']:.2f}s ({audit['done_at_kill']} machines stored), completed "
                       f"{audit['completed_after_kill_s']:.2f}s later; batches {audit['batches']}", flush=True)
@@ -432,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
             "audit_after_kill": one["audit"]["results"] == kill["audit"]["results"],
             "deploy": one["deploy"]["per_machine"] == two["deploy"]["per_machine"],
         }
-        ok = all(results["identical"].values()) and kill["audit"]["state"] == "succeeded" and \
+        ok = "unstable" not in results and all(results["identical"].values()) and kill["audit"]["state"] == "succeeded" and \
             kill["audit"]["stored_once"] and bool(kill["audit"]["killed_batch"]) and one["deploy"]["written"] == two["deploy"]["written"] == len(deployed)
     except Exception:
         traceback.print_exc()
@@ -502,6 +542,11 @@ def report(results: dict, json_path: str | None) -> None:
         a, b = one["deploy"]["plan_s"], two["deploy"]["plan_s"]
         print(f"{'plan':<8} {a:>8.2f}s {b:>9.2f}s {a / b:>7.2f}x  {json.dumps(two['deploy']['plan_batches'])} "
               "(the dry run before each deploy)")
+        print(f"all runs (s): audit 1w {one['audit_walls']} 2w {two['audit_walls']}; deploy 1w {one['deploy_walls']} "
+              f"2w {two['deploy_walls']}; plan 1w {one['plan_walls']} 2w {two['plan_walls']}")
+        print(f"worker CPU during the median audit: 1 worker {one['audit']['worker_cpu_s']}, 2 workers "
+              f"{two['audit']['worker_cpu_s']}; first fetch of each host's clone {one['clone_fetch_s']} "
+              f"{two['clone_fetch_s']}")
         print(f"identical to one worker: {results.get('identical')}")
         print(f"audit statuses {two['audit']['statuses']}, findings {two['audit']['findings']}; deploy statuses "
               f"{two['deploy']['statuses']}, written {two['deploy']['written']}, verification "
@@ -515,7 +560,8 @@ def report(results: dict, json_path: str | None) -> None:
     if "error" in results:
         print("\nRUN FAILED (see the traceback above)")
     if json_path:
-        slim = {k: ({kk: strip(vv) for kk, vv in v.items()} if k in ("one", "two", "kill") else v)
+        slim = {k: ({kk: strip(vv) if isinstance(vv, dict) else vv for kk, vv in v.items()}
+                    if k in ("one", "two", "kill") else v)
                 for k, v in results.items()}
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(slim, indent=2, default=str))
