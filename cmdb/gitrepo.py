@@ -335,13 +335,6 @@ class ConfigRepo:
             return None
         return f"{name} already names a revision"
 
-    def has_commit(self, sha: str) -> bool:
-        """Whether the commit ``sha`` (a full sha) is in this clone's object database, without fetching."""
-        if not _SHA_RE.match(sha):
-            return False
-        cmd = ["git", "-C", str(self.path), "cat-file", "-e", f"{sha}^{{commit}}"]
-        return subprocess.run(cmd, capture_output=True, timeout=self.timeout, check=False).returncode == 0
-
     def _has_ref(self, ref: str) -> bool:
         cmd = ["git", "-C", str(self.path), "show-ref", "--verify", "--quiet", ref]
         return subprocess.run(cmd, capture_output=True, timeout=self.timeout, check=False).returncode == 0

@@ -53,18 +53,26 @@ def repo_with(*shas: str) -> ConfigRepo:
     no such commit either; RepositoryUnavailable when it cannot be reached."""
     repo = get_repo()
     wanted = [sha for sha in shas if sha]
-    if all(repo.has_commit(sha) for sha in wanted):
+    if all(has_commit(repo, sha) for sha in wanted):
         return repo
     try:
         repo.fetch(settings.CMDB_BRANCH)
     except GitError:
         # Two processes of one host fetching at once: the other one may have brought the commits.
-        if not all(repo.has_commit(sha) for sha in wanted):
+        if not all(has_commit(repo, sha) for sha in wanted):
             raise
-    missing = [sha for sha in wanted if not repo.has_commit(sha)]
+    missing = [sha for sha in wanted if not has_commit(repo, sha)]
     if missing:
         raise UnknownRevision(f"Commit {missing[0][:12]} is neither in this host's clone nor on origin.")
     return repo
+
+
+def has_commit(repo: ConfigRepo, sha: str) -> bool:
+    """Whether the commit ``sha`` is in ``repo`` now (no fetch)."""
+    try:
+        return repo.resolve(sha) == sha
+    except UnknownRevision:
+        return False
 
 
 def main_sha(repo: ConfigRepo) -> str:

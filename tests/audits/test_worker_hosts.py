@@ -27,7 +27,7 @@ def test_an_audit_batch_on_a_host_whose_clone_lacks_the_commit_fetches_it(
     with django_capture_on_commit_callbacks(execute=False):  # queued, not yet taken by a worker
         run = audits.audit_start(acting_user=staff)
     other_host(settings, tmp_path, "worker-host-2")
-    assert not cmdb_services.get_repo().has_commit(run.main_sha)  # a fresh clone: nothing fetched
+    assert not cmdb_services.has_commit(cmdb_services.get_repo(), run.main_sha)  # a fresh clone: nothing fetched
     audit_tasks.audit_dispatch(run.pk)
     run.refresh_from_db()
     assert run.state == "succeeded"

@@ -42,7 +42,7 @@ def test_a_deploy_batch_on_another_host_fetches_the_release(
     with django_capture_on_commit_callbacks(execute=False):
         job = rollout.deploy_start(acting_user=approver, change=released)
     other_host(settings, tmp_path, "worker-host-2")
-    assert not cmdb_services.get_repo().has_commit(released.merged_sha)
+    assert not cmdb_services.has_commit(cmdb_services.get_repo(), released.merged_sha)
     deploy_tasks.deploy_dispatch(job.pk)
     job.refresh_from_db()
     assert job.state == Job.State.SUCCEEDED, job.error
