@@ -192,7 +192,7 @@ def audit_run_batch(*, run_id: int, machine_paths: list[str]) -> None:
 
 def _audit_machines(sha: str, machines: list[str]) -> list[_Outcome]:
     try:
-        repo = cmdb_services.get_repo()
+        repo = cmdb_services.repo_with(sha)  # this worker host's clone, fetched when it lacks the run's commit
         patterns = secret_patterns(repo, sha)
     except GitError as exc:
         return [_Outcome(m, Status.ERROR, f"Cannot read the repository: {exc}") for m in machines]

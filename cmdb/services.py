@@ -45,6 +45,36 @@ def get_repo() -> ConfigRepo:
     return ConfigRepo.open_or_clone(settings.CMDB_CLONE_DIR, settings.CMDB_REPO_URL, timeout=settings.CMDB_GIT_TIMEOUT)
 
 
+def repo_with(*shas: str) -> ConfigRepo:
+    """This host's clone, holding the commits ``shas`` (empty ones are ignored): the clone a worker
+    reads a run's revision from. Each worker host has a clone of its own (``CMDB_DATA_DIR``), synced
+    only when a sync runs there, so a batch may name a commit another host fetched (the web process
+    that started the run, a newer push): then origin is fetched once. UnknownRevision when origin has
+    no such commit either; RepositoryUnavailable when it cannot be reached."""
+    repo = get_repo()
+    wanted = [sha for sha in shas if sha]
+    if all(has_commit(repo, sha) for sha in wanted):
+        return repo
+    try:
+        repo.fetch(settings.CMDB_BRANCH)
+    except GitError:
+        # Two processes of one host fetching at once: the other one may have brought the commits.
+        if not all(has_commit(repo, sha) for sha in wanted):
+            raise
+    missing = [sha for sha in wanted if not has_commit(repo, sha)]
+    if missing:
+        raise UnknownRevision(f"Commit {missing[0][:12]} is neither in this host's clone nor on origin.")
+    return repo
+
+
+def has_commit(repo: ConfigRepo, sha: str) -> bool:
+    """Whether the commit ``sha`` is in ``repo`` now (no fetch)."""
+    try:
+        return repo.resolve(sha) == sha
+    except UnknownRevision:
+        return False
+
+
 def main_sha(repo: ConfigRepo) -> str:
     """The head of the portal's branch as last fetched from origin (the clone's own branch when
     origin's ref is missing), or "" when the repository has no such branch yet."""

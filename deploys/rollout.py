@@ -183,7 +183,7 @@ class _Release:
         self.error = ""
         self.declarations: dict[str, MachineDeclaration] = {}
         try:
-            self.repo = cmdb_services.get_repo()
+            self.repo = cmdb_services.repo_with(revision)  # fetched when this worker host lacks the release
             self.declarations = declared_configuration(
                 self.repo, revision, machines=machines, local_root_base=settings.CMDB_LOCAL_ROOT_BASE,
                 secret_patterns=secret_patterns(self.repo, revision))
@@ -281,7 +281,7 @@ def _restore_one(job: Job, machine: str) -> _Outcome:
     deploy = job.plan_job
     assert deploy is not None
     try:
-        repo = cmdb_services.get_repo()
+        repo = cmdb_services.repo_with(deploy.revision)
         decl = declared_configuration(repo, deploy.revision, machines=[machine],
                                       local_root_base=settings.CMDB_LOCAL_ROOT_BASE).get(machine)
     except GitError as exc:

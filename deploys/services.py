@@ -230,7 +230,7 @@ def dryrun_run_batch(*, job_id: int, machine_paths: list[str]) -> None:
         _finish(job_id)
         return
     try:
-        repo = cmdb_services.get_repo()
+        repo = cmdb_services.repo_with(job.revision, job.baseline_sha or "")  # fetched when this host lacks them
         patterns = secret_patterns(repo, job.revision)
     except GitError as exc:
         for machine in todo:

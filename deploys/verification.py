@@ -30,9 +30,9 @@ def touched_targets(change: ChangeRequest) -> dict[str, set[str]]:
     """Per machine, the target paths whose declaration the release changes (added, changed, removed)."""
     if not change.merged_sha or not change.released_from:
         return {}
-    repo = cmdb_services.get_repo()
     machines = change.machines()
     try:
+        repo = cmdb_services.repo_with(change.merged_sha, change.released_from)  # this worker host's clone
         new = declared_configuration(repo, change.merged_sha, machines=machines,
                                      local_root_base=settings.CMDB_LOCAL_ROOT_BASE)
         old = declared_configuration(repo, change.released_from, machines=machines,
