@@ -26,6 +26,11 @@ SHOTS = [
 ]
 
 
+def runs(page) -> list[str]:
+    hrefs = [a.get_attribute("href") or "" for a in page.locator("a[href^='/audits/']").all()]
+    return [h for h in hrefs if re.fullmatch(r"/audits/\d+/", h)]
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
@@ -35,14 +40,13 @@ def main() -> None:
         page.fill("input[name=username]", "demo")
         page.fill("input[name=password]", "demo")
         page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r".*/$"))
         page.goto(f"{BASE}/audits/")
-        if not page.locator("a[href^='/audits/'][href$='/']").filter(has_text=re.compile(r"^#?\d+$")).count():
+        if not runs(page):
             page.locator("form[action$='/audits/start/'] button[type=submit]").first.click()
             time.sleep(15)  # the demo's worker audits its handful of machines in seconds
-        run = page.locator("a[href^='/audits/'][href$='/']").filter(has_text=re.compile(r"^#?\d+$")).first
-        shots = list(SHOTS)
-        if run.count():
-            shots.append(("audit-run", run.get_attribute("href"), 1280))
+            page.goto(f"{BASE}/audits/")
+        shots = list(SHOTS) + [("audit-run", href, 1280) for href in runs(page)[:1]]
         for name, path, width in shots:
             page.set_viewport_size({"width": width, "height": 900 if width > 400 else 844})
             page.goto(f"{BASE}{path}")
