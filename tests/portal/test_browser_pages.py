@@ -96,6 +96,12 @@ MAIN_PAGES: list[tuple[str, Callable[[State], str]]] = [
     ("API docs", lambda s: "/api/docs/"),
     ("API reference (ReDoc)", lambda s: "/api/redoc/"),
 ]
+# Pages only staff open (the walk signs in as staff for these).
+STAFF_PAGES: list[tuple[str, Callable[[State], str]]] = [
+    ("notification targets", lambda s: "/notifications/"),
+    ("new notification target", lambda s: "/notifications/new/"),
+    ("everyone's API tokens", lambda s: "/account/tokens/"),
+]
 
 
 @pytest.fixture
@@ -157,7 +163,7 @@ def _check(page, base: str, name: str, url: str) -> list[str]:
     return problems
 
 
-def test_every_main_page_fits_a_phone_and_passes_axe(browser, live_server, seeded, approver):
+def test_every_main_page_fits_a_phone_and_passes_axe(browser, live_server, seeded, approver, staff):
     assert AXE.is_file(), f"{AXE} is missing: run `make static` (axe-core is a devDependency in package.json)"
     base = live_server.url
     # The approver sees the most buttons (approve, dry run, record checks, adopt...).
@@ -174,6 +180,13 @@ def test_every_main_page_fits_a_phone_and_passes_axe(browser, live_server, seede
     page.goto(base + seeded.change.get_absolute_url())
     assert page.get_by_role("button", name="Approve").count() == 1
     assert page.get_by_role("button", name="Account menu").count() == 1
+
+    sam = Session(browser, base, "staff", prefix="pages")
+    sam.login(staff.username)
+    staff_page = _serve_axe(sam.page, base)
+    staff_page.set_viewport_size(PHONE)
+    for name, build in STAFF_PAGES:
+        problems += _check(staff_page, base, name, build(seeded))
 
     anonymous = browser.new_context(viewport=PHONE)
     anonymous.set_default_timeout(TIMEOUT_MS)
