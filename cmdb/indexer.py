@@ -3,8 +3,8 @@
 ``index_commit`` runs inside the sync's transaction. A full index lists the tree once, reads README
 and symlink blobs, and sniffs every other blob (binary? private key?) in a background thread while
 the main thread parses history and writes rows, so Git's decompression overlaps the database work.
-Rows are written as plain tuples with ``executemany``: building model instances for 100,000 artifacts
-costs more than the inserts themselves.
+Rows are written as plain tuples (``cmdb.bulk``): building model instances for 100,000 artifacts costs
+more than the inserts themselves.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from django.db import connection
 from django.db.models import Count, Max, Q
 
 from cmdb import layout, search
+from cmdb.bulk import insert_rows
 from cmdb.gitrepo import CommitInfo, ConfigRepo, GitError, TreeEntry, UnknownRevision
 from cmdb.lint import CIContent, Facts, Warn, decode_readme, lint_artifact, lint_ci
 from cmdb.models import Artifact, Commit, ConfigItem, LintWarning, SecretPath, SyncRun
@@ -30,7 +31,6 @@ SNIFF_LIMIT = 1024 * 1024  # blobs above this are not read during indexing (bina
 INCREMENTAL_MAX_PATHS = 5000  # beyond this many changed paths a full index is as fast
 DUPLICATE_MIN_BYTES = 64  # tiny files (empty, "\n") are the same everywhere by nature
 TEXT_EXTENSIONS = {".conf", ".cfg", ".ini", ".txt", ".md", ".yml", ".yaml", ".json", ".sh", ".py", ".xml", ".csv", ".sql"}
-BATCH = 5000
 Code = LintWarning.Code
 Severity = LintWarning.Severity
 
@@ -158,7 +158,7 @@ def _index_incremental(repo: ConfigRepo, previous: str, sha: str, paths: list[st
     patterns = secret_patterns(repo, sha)
 
     ids = [existing[p].pk for p in affected if p in existing]
-    search.replace_documents([], delete_ids=ids)
+    search.delete_documents(ids)
     LintWarning.objects.filter(ci_id__in=ids).exclude(code__in=(Code.DUPLICATE, Code.MANIFEST)).delete()
     Artifact.objects.filter(ci_id__in=ids).delete()
     ConfigItem.objects.filter(path__in=gone).delete()
@@ -305,19 +305,6 @@ def ensure_commit_rows(repo: ConfigRepo, shas: list[str], extra: Iterable[Commit
 # ----------------------------------------------------------------------------------------------------
 
 
-def _insert(model, fields: list[str], rows: list[tuple]) -> None:
-    """Plain multi-row INSERT of tuples in ``fields`` order (no model instances, no signals)."""
-    if not rows:
-        return
-    opts = model._meta
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(opts.get_field(f).column) for f in fields)
-    sql = f"INSERT INTO {quote(opts.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"  # noqa: S608
-    with connection.cursor() as cur:
-        for start in range(0, len(rows), BATCH):
-            cur.executemany(sql, rows[start : start + BATCH])
-
-
 def _write(
     contents: list[CIContent],
     texts: dict[str, bytes],
@@ -369,7 +356,7 @@ def _write(
         # A key pasted into a README is masked on the page; it must not be findable by search either.
         docs.append((pk, ref.name, ref.path, mask_text(readme[2])))
 
-    _insert(ConfigItem, CI_FIELDS, new_rows)
+    insert_rows(ConfigItem, CI_FIELDS, new_rows)
     if new_rows:
         with connection.cursor() as cur:
             for sql in connection.ops.sequence_reset_sql(no_style(), [ConfigItem]):
@@ -404,10 +391,10 @@ def _write(
                               entry.mode, binary, secret, image, entry.is_symlink, target))
             warnings.extend(lint_artifact(entry, target, binary, image, fact, large))
         warning_rows.extend((pk, *w, "") for w in warnings)
-    _insert(Artifact, ARTIFACT_FIELDS, artifacts)
-    _insert(LintWarning, WARNING_FIELDS, warning_rows)
+    insert_rows(Artifact, ARTIFACT_FIELDS, artifacts)
+    insert_rows(LintWarning, WARNING_FIELDS, warning_rows)
     remember_secret_paths(row[1] for row in artifacts if row[7])
-    search.replace_documents(docs)
+    search.add_documents(docs)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -444,7 +431,7 @@ def _lint_manifests(repo: ConfigRepo, sha: str, machines: set[str] | None, *,
         where = f"line {error.line}: " if error.line else ""
         rows.append((pk, error.path, Code.MANIFEST, Severity.ERROR, f"{where}{error.message}", ""))
         touched.add(pk)
-    _insert(LintWarning, WARNING_FIELDS, rows)
+    insert_rows(LintWarning, WARNING_FIELDS, rows)
     _refresh_warning_counts(None if machines is None else touched)
 
 
@@ -487,7 +474,7 @@ def _recompute_duplicates(shas: set[str] | None, *, written: set[int] | None = N
             message = (f"Same content in {len(ci_paths)} CIs ({', '.join(others[:5])}{'…' if len(others) > 5 else ''}); "
                        f"consider moving it to {common}.")
             rows_out.append((ci_id, path, Code.DUPLICATE, Severity.WARNING, message, sha))
-    _insert(LintWarning, WARNING_FIELDS, rows_out)
+    insert_rows(LintWarning, WARNING_FIELDS, rows_out)
     if refresh:
         _refresh_warning_counts(None if shas is None else touched)
 
