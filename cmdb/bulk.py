@@ -32,3 +32,13 @@ def insert_rows(model, fields: list[str], rows: list[tuple]) -> None:
         sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"  # noqa: S608
         for start in range(0, len(rows), BATCH):
             cur.executemany(sql, rows[start : start + BATCH])
+
+
+def delete_rows(model, ids: list[int], *, column: str = "id") -> None:
+    """Delete the rows of ``model`` whose ``column`` is in ``ids`` (raw: no cascade collector, no signals)."""
+    quote = connection.ops.quote_name
+    with connection.cursor() as cur:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            cur.execute(f"DELETE FROM {quote(model._meta.db_table)} WHERE {quote(column)} IN "  # noqa: S608
+                        f"({', '.join(['%s'] * len(chunk))})", chunk)

@@ -45,6 +45,20 @@ def delete_documents(ids: Iterable[int]) -> None:
             cur.execute(f"DELETE FROM cmdb_search WHERE {column} IN ({marks})", chunk)  # noqa: S608
 
 
+def document_bodies(ids: Iterable[int]) -> dict[int, str]:
+    """The stored body of each of these CIs that has a row (the indexer rewrites only those that differ)."""
+    ids = list(ids)
+    column = "rowid" if connection.vendor == "sqlite" else "ci_id"
+    found: dict[int, str] = {}
+    with connection.cursor() as cur:
+        for start in range(0, len(ids), 5000):
+            chunk = ids[start : start + 5000]
+            marks = ",".join(["%s"] * len(chunk))
+            cur.execute(f"SELECT {column}, body FROM cmdb_search WHERE {column} IN ({marks})", chunk)  # noqa: S608
+            found.update((int(i), b) for i, b in cur.fetchall())
+    return found
+
+
 def add_documents(docs: Iterable[tuple[int, str, str, str]]) -> None:
     """Write (ci_id, name, path, body) rows for CIs that have none (``delete_documents`` first)."""
     docs = list(docs)
@@ -66,6 +80,13 @@ def add_documents(docs: Iterable[tuple[int, str, str, str]]) -> None:
                 " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[]) AS d(i, n, p, b)",
                 [[d[0] for d in chunk], [d[1] for d in chunk], [_path_words(d[2]) for d in chunk], [d[3] for d in chunk]],
             )
+
+
+def delete_orphans() -> None:
+    """Remove rows whose CI is gone (a full index leaves the index as if rebuilt from nothing)."""
+    column = "rowid" if connection.vendor == "sqlite" else "ci_id"
+    with connection.cursor() as cur:
+        cur.execute(f"DELETE FROM cmdb_search WHERE {column} NOT IN (SELECT id FROM cmdb_configitem)")  # noqa: S608
 
 
 def clear() -> None:
