@@ -197,6 +197,7 @@ PHASES = [
     ("indexer", "insert_rows", "row inserts (COPY on PostgreSQL)", 2),
     ("search", "add_documents", "search documents", 2),
     ("indexer", "_recompute_duplicates", "duplicate-content lint", 1),
+    ("indexer", "_lint_manifests", "manifest lint (fleet.declared)", 1),
     ("indexer", "_refresh_warning_counts", "refresh warning counts", 2),
     ("services", "_record_success", "record success", 0),
     ("QuerySet", "bulk_create", "ORM bulk_create (all models)", -1),
@@ -644,7 +645,7 @@ def print_report(res: dict) -> None:
                 continue
             if label == "record success":
                 print(
-                    f"{'  rest of index_commit (deleting the old index)':<52}"
+                    f"{'  rest of index_commit (reading/deleting the old)':<52}"
                     + "".join(f"{rest(r, 1):>16}" for _, r in columns)
                 )
             if any(r["phases"].get(label) for _, r in columns):
