@@ -435,7 +435,7 @@ def pick_urls(query: str) -> list[tuple[str, str]]:
     ]
 
 
-def step_pages(query: str, requests: int, warmups: int, extra_urls: list[str] = ()) -> list[dict]:
+def step_pages(query: str, requests: int, warmups: int, extra_urls: tuple[str, ...] | list[str] = ()) -> list[dict]:
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client

@@ -413,7 +413,7 @@ def _write(
     insert_rows(Artifact, ARTIFACT_FIELDS, fresh)
     insert_rows(LintWarning, WARNING_FIELDS, warning_rows)
     remember_secret_paths(row[1] for row in artifacts if row[7])
-    search.delete_documents([d[0] for d in docs if d[0] in bodies])
+    search.delete_documents([d[0] for d in docs])  # a new CI's id may be that of a leftover row too
     search.add_documents(docs)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.db.models import Max
 from django.test.utils import CaptureQueriesContext
 
 from cmdb import search, services
@@ -90,3 +91,17 @@ def test_reindex_after_a_force_push_replaces_what_changed(synced):
     assert ConfigItem.objects.get(path="test/web-test1/nginx").pk == kept
     assert _paths("web2") == [] and _paths("postgresql") == []
     assert ConfigItem.objects.get(path="production").artifact_count == 1  # topology.svg
+
+
+def test_a_leftover_search_row_with_the_next_id_does_not_stop_a_sync(synced):
+    next_id = ConfigItem.objects.aggregate(m=Max("id"))["m"] + 1
+    search.add_documents([(next_id, "ghost", "ghost/machine", "ghost words")])
+    synced.write("production/web3/README.md", "# web3\n")
+    synced.commit("web3")
+
+    run = services.repo_sync(trigger="test")
+
+    assert run.mode == SyncRun.Mode.INCREMENTAL
+    assert ConfigItem.objects.get(path="production/web3").pk == next_id
+    assert _paths("web3") == ["production/web3"]
+    assert _paths("ghost") == []
