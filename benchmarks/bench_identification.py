@@ -49,7 +49,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-TARGETS = {"full_sync_s": 15.0, "incremental_s": 1.0, "page_p95_ms": 100.0}
+# Issue #14 asks more of PostgreSQL, the production database; TARGETS is set once the database is known.
+TARGETS_BY_VENDOR = {
+    "sqlite": {"full_sync_s": 15.0, "reindex_s": 15.0, "incremental_s": 1.0, "page_p95_ms": 100.0},
+    "postgresql": {"full_sync_s": 15.0, "reindex_s": 12.0, "incremental_s": 0.6, "page_p95_ms": 100.0},
+}
+TARGETS = dict(TARGETS_BY_VENDOR["sqlite"])
 FULL = {"envs": 5, "machines": 1000, "apps": 4, "files": 5}
 SMALL = {"envs": 2, "machines": 50, "apps": 3, "files": 4}
 
@@ -120,6 +125,27 @@ def cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def db_server_cpu_seconds() -> float | None:
+    """CPU time of this connection's PostgreSQL backend, when the server runs on this machine and its
+    /proc entry is readable (the same user, or root); None otherwise (SQLite works inside this process)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _minus(after: float | None, before: float | None) -> float | None:
+    return None if after is None or before is None else after - before
+
+
 class PhaseTimer:
     """Wraps functions of the indexer (module attributes or methods) and sums their wall time per sync."""
 
@@ -168,9 +194,10 @@ PHASES = [
     ("indexer", "_write", "write CIs/artifacts/warnings/search", 1),
     ("indexer", "lint_ci", "lint CIs", 2),
     ("indexer", "lint_artifact", "lint artifacts", 2),
-    ("indexer", "_insert", "INSERT executemany", 2),
-    ("search", "replace_documents", "search documents", 2),
+    ("indexer", "insert_rows", "row inserts (COPY on PostgreSQL)", 2),
+    ("search", "add_documents", "search documents", 2),
     ("indexer", "_recompute_duplicates", "duplicate-content lint", 1),
+    ("indexer", "_lint_manifests", "manifest lint (fleet.declared)", 1),
     ("indexer", "_refresh_warning_counts", "refresh warning counts", 2),
     ("services", "_record_success", "record success", 0),
     ("QuerySet", "bulk_create", "ORM bulk_create (all models)", -1),
@@ -316,7 +343,7 @@ def run_sync(timer: PhaseTimer, profile: cProfile.Profile | None = None) -> dict
     from cmdb import services
 
     timer.reset()
-    cpu = cpu_seconds()
+    cpu, db_cpu = cpu_seconds(), db_server_cpu_seconds()
     if profile is not None:
         profile.enable()
     try:
@@ -329,6 +356,7 @@ def run_sync(timer: PhaseTimer, profile: cProfile.Profile | None = None) -> dict
     return {
         "wall_s": seconds,
         "cpu_s": cpu_seconds() - cpu,
+        "db_cpu_s": _minus(db_server_cpu_seconds(), db_cpu),
         "mode": run.mode,
         "paths_changed": run.paths_changed,
         "duration_ms": run.duration_ms,
@@ -407,7 +435,7 @@ def pick_urls(query: str) -> list[tuple[str, str]]:
     ]
 
 
-def step_pages(query: str, requests: int, warmups: int, extra_urls: list[str] = ()) -> list[dict]:
+def step_pages(query: str, requests: int, warmups: int, extra_urls: tuple[str, ...] | list[str] = ()) -> list[dict]:
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client
@@ -516,11 +544,14 @@ def print_report(res: dict) -> None:
             f"index   : {i['config_items']:,} CIs, {i['artifacts']:,} artifacts, {i['lint_warnings']:,} lint warnings"
         )
     print("-" * 100)
-    print(f"{'measure':<56}{'wall':>11}{'CPU':>10}{'target':>11}  verdict")
+    print(f"{'measure':<56}{'wall':>11}{'CPU':>10}{'DB CPU':>10}{'target':>11}  verdict")
 
-    def line(name: str, value: str, target: str = "", ok: str = "", cpu: float | None = None) -> None:
-        cpu_text = "" if cpu is None else (f"{cpu:.2f} s" if cpu >= 10 else f"{cpu * 1000:.0f} ms")
-        print(f"{name:<56}{value:>11}{cpu_text:>10}{target:>11}  {ok}")
+    def seconds(value: float | None) -> str:
+        return "" if value is None else (f"{value:.2f} s" if value >= 10 else f"{value * 1000:.0f} ms")
+
+    def line(name: str, value: str, target: str = "", ok: str = "", cpu: float | None = None,
+             db_cpu: float | None = None) -> None:
+        print(f"{name:<56}{value:>11}{seconds(cpu):>10}{seconds(db_cpu):>10}{target:>11}  {ok}")
 
     line("generate synthetic repo (fast-import)", f"{res['generate_s']:.2f} s")
     g = res["git_floor"]
@@ -538,6 +569,7 @@ def print_report(res: dict) -> None:
             f"< {t:.0f} s",
             verdict(full["wall_s"], t),
             full.get("cpu_s"),
+            full.get("db_cpu_s"),
         )
         fetch = full["phases"].get("git fetch", {}).get("s", 0.0)
         line("  of which git fetch (first fetch of the clone)", f"{fetch:.2f} s")
@@ -551,15 +583,18 @@ def print_report(res: dict) -> None:
         if reidx.get("profiled"):
             line("full RE-index, clone up to date (UNDER cProfile)", f"{reidx['wall_s']:.2f} s")
         else:
+            t = TARGETS["reindex_s"]
             line(
                 "full RE-index, clone up to date (index_commit)",
                 f"{reidx['wall_s']:.2f} s",
                 f"< {t:.0f} s",
                 verdict(reidx["wall_s"], t),
                 reidx.get("cpu_s"),
+                reidx.get("db_cpu_s"),
             )
     if noop:
-        line(f"no-op sync (mode={noop['mode']})", f"{noop['wall_s'] * 1000:.0f} ms", cpu=noop.get("cpu_s"))
+        line(f"no-op sync (mode={noop['mode']})", f"{noop['wall_s'] * 1000:.0f} ms", cpu=noop.get("cpu_s"),
+             db_cpu=noop.get("db_cpu_s"))
     if inc:
         t = TARGETS["incremental_s"]
         n = len(inc["runs"])
@@ -569,6 +604,7 @@ def print_report(res: dict) -> None:
             f"< {t * 1000:.0f} ms",
             verdict(inc["median_s"], t),
             statistics.median(r.get("cpu_s", 0.0) for r in inc["runs"]),
+            None if inc["runs"][0].get("db_cpu_s") is None else statistics.median(r["db_cpu_s"] for r in inc["runs"]),
         )
         line(
             "incremental sync, 1 file (max)",
@@ -609,7 +645,7 @@ def print_report(res: dict) -> None:
                 continue
             if label == "record success":
                 print(
-                    f"{'  rest of index_commit (deleting the old index)':<52}"
+                    f"{'  rest of index_commit (reading/deleting the old)':<52}"
                     + "".join(f"{rest(r, 1):>16}" for _, r in columns)
                 )
             if any(r["phases"].get(label) for _, r in columns):
@@ -729,6 +765,7 @@ def main(argv: list[str] | None = None) -> int:
         res["git_floor"] = step_git_floor(bare)
         say("[bench] django setup + migrate ...")
         res["django"] = setup_django(tmp / "data", bare, keep_debug=args.django_debug)
+        TARGETS.update(TARGETS_BY_VENDOR.get(res["django"]["vendor"], TARGETS))
         if res["django"]["vendor"] != "sqlite":
             say(f"[bench]   using DATABASE_URL ({res['django']['database']}): its index tables are replaced")
         timer = install_phase_timer()
@@ -751,7 +788,7 @@ def main(argv: list[str] | None = None) -> int:
             sha = repo.resolve("refs/heads/main")
             timer.reset()
             profile = cProfile.Profile() if args.profile else None
-            t0, cpu0 = time.perf_counter(), cpu_seconds()
+            t0, cpu0, db0 = time.perf_counter(), cpu_seconds(), db_server_cpu_seconds()
             with transaction.atomic():
                 if profile is not None:
                     profile.enable()
@@ -761,6 +798,7 @@ def main(argv: list[str] | None = None) -> int:
             res["reindex"] = {
                 "wall_s": time.perf_counter() - t0,
                 "cpu_s": cpu_seconds() - cpu0,
+                "db_cpu_s": _minus(db_server_cpu_seconds(), db0),
                 "phases": timer.snapshot(),
             }
             if profile is not None:
@@ -796,6 +834,7 @@ def main(argv: list[str] | None = None) -> int:
     pages_ok = all("error" not in r and r["p95_ms"] < TARGETS["page_p95_ms"] for r in res.get("pages", []))
     ok = (
         res["full"]["wall_s"] < TARGETS["full_sync_s"]
+        and res.get("reindex", {}).get("wall_s", 0) < TARGETS["reindex_s"]
         and res.get("incremental", {}).get("max_s", 0) < TARGETS["incremental_s"]
         and pages_ok
     )

@@ -3,8 +3,8 @@
 ``index_commit`` runs inside the sync's transaction. A full index lists the tree once, reads README
 and symlink blobs, and sniffs every other blob (binary? private key?) in a background thread while
 the main thread parses history and writes rows, so Git's decompression overlaps the database work.
-Rows are written as plain tuples with ``executemany``: building model instances for 100,000 artifacts
-costs more than the inserts themselves.
+Rows are written as plain tuples (``cmdb.bulk``): building model instances for 100,000 artifacts costs
+more than the inserts themselves.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterable
 from django.conf import settings
 from django.core.management.color import no_style
 from django.db import connection
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, Q, QuerySet
 
 from cmdb import layout, search
+from cmdb.bulk import delete_rows, insert_rows
 from cmdb.gitrepo import CommitInfo, ConfigRepo, GitError, TreeEntry, UnknownRevision
 from cmdb.lint import CIContent, Facts, Warn, decode_readme, lint_artifact, lint_ci
 from cmdb.models import Artifact, Commit, ConfigItem, LintWarning, SecretPath, SyncRun
@@ -30,12 +31,13 @@ SNIFF_LIMIT = 1024 * 1024  # blobs above this are not read during indexing (bina
 INCREMENTAL_MAX_PATHS = 5000  # beyond this many changed paths a full index is as fast
 DUPLICATE_MIN_BYTES = 64  # tiny files (empty, "\n") are the same everywhere by nature
 TEXT_EXTENSIONS = {".conf", ".cfg", ".ini", ".txt", ".md", ".yml", ".yaml", ".json", ".sh", ".py", ".xml", ".csv", ".sql"}
-BATCH = 5000
 Code = LintWarning.Code
 Severity = LintWarning.Severity
 
 ARTIFACT_FIELDS = ["ci", "path", "name", "size", "blob_sha", "mode", "is_binary", "is_secret", "is_image",
                    "is_symlink", "symlink_target"]
+CI_UPDATE_FIELDS = ["name", "kind", "depth", "parent_id", "has_readme", "readme_sha", "readme_markdown", "readme_html",
+                    "last_commit_id", "artifact_count"]
 WARNING_FIELDS = ["ci", "path", "code", "severity", "message", "blob_sha"]
 CI_FIELDS = ["id", "path", "name", "kind", "depth", "parent", "has_readme", "readme_sha", "readme_markdown",
              "readme_html", "last_commit", "artifact_count", "warning_count"]
@@ -111,12 +113,18 @@ def _index_full(repo: ConfigRepo, sha: str) -> int:
     ensure_commit_rows(repo, [sha], extra=last.values())
     patterns = secret_patterns(repo, sha)
 
+    # The rows already there are compared with the new ones and only the differences written: after a
+    # force-push most of the index is unchanged, and on PostgreSQL deleting and re-inserting every row
+    # costs more than the rest of the index (index entries, unique checks against the deleted rows,
+    # and a foreign-key check per row at commit).
+    existing = {ci.path: ci for ci in ConfigItem.objects.all()}
     with connection.cursor() as cur:
-        # Raw deletes: nothing else refers to these rows, and Django's cascade collector would load them all.
-        for model in (LintWarning, Artifact, ConfigItem):
-            cur.execute(f"DELETE FROM {connection.ops.quote_name(model._meta.db_table)}")  # noqa: S608
-    search.clear()
-    _write(sorted(contents.values(), key=lambda c: c.ref.depth), texts, wait_for_facts, last, patterns, existing={})
+        # Raw delete: nothing else refers to these rows, and Django's cascade collector would load them all.
+        cur.execute(f"DELETE FROM {connection.ops.quote_name(LintWarning._meta.db_table)}")  # noqa: S608
+    _delete_cis([existing.pop(p).pk for p in list(existing) if p not in contents])
+    _write(sorted(contents.values(), key=lambda c: c.ref.depth), texts, wait_for_facts, last, patterns,
+           existing=existing, old_artifacts=Artifact.objects.all())
+    search.delete_orphans()
     _recompute_duplicates(None, refresh=False)
     _lint_manifests(repo, sha, None, entries=entries)
     return len(entries)
@@ -158,14 +166,10 @@ def _index_incremental(repo: ConfigRepo, previous: str, sha: str, paths: list[st
     patterns = secret_patterns(repo, sha)
 
     ids = [existing[p].pk for p in affected if p in existing]
-    search.replace_documents([], delete_ids=ids)
     LintWarning.objects.filter(ci_id__in=ids).exclude(code__in=(Code.DUPLICATE, Code.MANIFEST)).delete()
-    Artifact.objects.filter(ci_id__in=ids).delete()
-    ConfigItem.objects.filter(path__in=gone).delete()
-    for path in gone:
-        existing.pop(path)
+    _delete_cis([existing.pop(path).pk for path in gone])
     _write(sorted(contents.values(), key=lambda c: c.ref.depth), texts, wait_for_facts, last, patterns,
-           existing=existing)
+           existing=existing, old_artifacts=Artifact.objects.filter(ci_id__in=ids))
     new_shas = set(Artifact.objects.filter(ci__path__in=list(contents)).values_list("blob_sha", flat=True))
     _recompute_duplicates(old_shas | new_shas, written=set(ConfigItem.objects.filter(path__in=list(contents))
                                                              .values_list("pk", flat=True)))
@@ -305,19 +309,6 @@ def ensure_commit_rows(repo: ConfigRepo, shas: list[str], extra: Iterable[Commit
 # ----------------------------------------------------------------------------------------------------
 
 
-def _insert(model, fields: list[str], rows: list[tuple]) -> None:
-    """Plain multi-row INSERT of tuples in ``fields`` order (no model instances, no signals)."""
-    if not rows:
-        return
-    opts = model._meta
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(opts.get_field(f).column) for f in fields)
-    sql = f"INSERT INTO {quote(opts.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"  # noqa: S608
-    with connection.cursor() as cur:
-        for start in range(0, len(rows), BATCH):
-            cur.executemany(sql, rows[start : start + BATCH])
-
-
 def _write(
     contents: list[CIContent],
     texts: dict[str, bytes],
@@ -326,14 +317,20 @@ def _write(
     patterns: SecretPatterns,
     *,
     existing: dict[str, ConfigItem],
+    old_artifacts: QuerySet[Artifact],
 ) -> None:
-    """Create or update CI rows (parents first), their artifacts, warnings and search documents."""
+    """Create or update CI rows (parents first), their artifacts, warnings and search documents.
+
+    Rows equal to those in ``existing`` and ``old_artifacts`` (the artifacts of the CIs rewritten) are
+    left as they are; the others are replaced.
+    """
     commit_ids = dict(Commit.objects.filter(sha__in=[c.sha for c in last.values()]).values_list("sha", "pk"))
     ids = {p: ci.pk for p, ci in existing.items()}
     parents = {c.ref.parent_path for c in contents if c.ref.parent_path is not None} - set(ids)
     ids.update(ConfigItem.objects.filter(path__in=parents).values_list("path", "pk"))
     next_id = (ConfigItem.objects.aggregate(m=Max("id"))["m"] or 0) + 1
 
+    bodies = search.document_bodies([ci.pk for ci in existing.values()])
     new_rows: list[tuple] = []
     updated: list[ConfigItem] = []
     docs: list[tuple[int, str, str, str]] = []
@@ -351,34 +348,34 @@ def _write(
         commit_id = commit_ids.get(commit.sha) if commit else None
         row = existing.get(ref.path)
         if content.readme:
-            if row is not None and row.readme_sha == content.readme.sha and row.has_readme:
+            markdown = decode_readme(texts.get(content.readme.sha, b""))[0]
+            if row is not None and row.readme_sha == content.readme.sha and row.readme_markdown == markdown:
                 readme = (True, row.readme_sha, row.readme_markdown, row.readme_html)
             else:  # rendered on first view
-                readme = (True, content.readme.sha, decode_readme(texts.get(content.readme.sha, b""))[0], "")
+                readme = (True, content.readme.sha, markdown, "")
         else:
             readme = (False, "", "", "")
         if row is None:
             new_rows.append((pk, ref.path, ref.name, ref.kind, ref.depth, parent_id, *readme,
                              commit_id, len(content.files), 0))
         else:
-            row.name, row.kind, row.depth, row.parent_id = ref.name, ref.kind, ref.depth, parent_id
-            row.has_readme, row.readme_sha, row.readme_markdown, row.readme_html = readme
-            row.last_commit_id = commit_id or row.last_commit_id
-            row.artifact_count = len(content.files)
-            updated.append(row)
+            values = (ref.name, ref.kind, ref.depth, parent_id, *readme, commit_id or row.last_commit_id,
+                      len(content.files))
+            if values != tuple(getattr(row, f) for f in CI_UPDATE_FIELDS):
+                for field, value in zip(CI_UPDATE_FIELDS, values, strict=True):
+                    setattr(row, field, value)
+                updated.append(row)
         # A key pasted into a README is masked on the page; it must not be findable by search either.
-        docs.append((pk, ref.name, ref.path, mask_text(readme[2])))
+        body = mask_text(readme[2])
+        if bodies.get(pk) != body:
+            docs.append((pk, ref.name, ref.path, body))
 
-    _insert(ConfigItem, CI_FIELDS, new_rows)
+    insert_rows(ConfigItem, CI_FIELDS, new_rows)
     if new_rows:
         with connection.cursor() as cur:
             for sql in connection.ops.sequence_reset_sql(no_style(), [ConfigItem]):
                 cur.execute(sql)
-    ConfigItem.objects.bulk_update(
-        updated,
-        ["name", "kind", "depth", "parent", "has_readme", "readme_sha", "readme_markdown", "readme_html",
-         "last_commit", "artifact_count"],
-    )
+    ConfigItem.objects.bulk_update(updated, CI_UPDATE_FIELDS, batch_size=500)
 
     facts = wait_for_facts()
     artifacts: list[tuple] = []
@@ -401,13 +398,30 @@ def _write(
             )
             image = layout.is_image(entry.path)
             artifacts.append((pk, entry.path, posixpath.basename(entry.path), entry.size or 0, entry.sha,
-                              entry.mode, binary, secret, image, entry.is_symlink, target))
+                              entry.mode, bool(binary), bool(secret), bool(image), bool(entry.is_symlink), target))
             warnings.extend(lint_artifact(entry, target, binary, image, fact, large))
         warning_rows.extend((pk, *w, "") for w in warnings)
-    _insert(Artifact, ARTIFACT_FIELDS, artifacts)
-    _insert(LintWarning, WARNING_FIELDS, warning_rows)
+    old: dict[str, tuple] = {row[2]: row for row in old_artifacts.values_list("id", *ARTIFACT_FIELDS).order_by()}
+    fresh: list[tuple] = []
+    for art in artifacts:
+        before = old.get(art[1])
+        if before is not None and before[1:] == art:
+            del old[art[1]]
+        else:
+            fresh.append(art)
+    delete_rows(Artifact, [before[0] for before in old.values()])  # changed and gone, before their paths come back
+    insert_rows(Artifact, ARTIFACT_FIELDS, fresh)
+    insert_rows(LintWarning, WARNING_FIELDS, warning_rows)
     remember_secret_paths(row[1] for row in artifacts if row[7])
-    search.replace_documents(docs)
+    search.delete_documents([d[0] for d in docs])  # a new CI's id may be that of a leftover row too
+    search.add_documents(docs)
+
+
+def _delete_cis(ids: list[int]) -> None:
+    """Remove these CIs with their artifacts, warnings and search documents (children are in ``ids`` too)."""
+    for model, column in ((LintWarning, "ci_id"), (Artifact, "ci_id"), (ConfigItem, "id")):
+        delete_rows(model, ids, column=column)
+    search.delete_documents(ids)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -444,7 +458,7 @@ def _lint_manifests(repo: ConfigRepo, sha: str, machines: set[str] | None, *,
         where = f"line {error.line}: " if error.line else ""
         rows.append((pk, error.path, Code.MANIFEST, Severity.ERROR, f"{where}{error.message}", ""))
         touched.add(pk)
-    _insert(LintWarning, WARNING_FIELDS, rows)
+    insert_rows(LintWarning, WARNING_FIELDS, rows)
     _refresh_warning_counts(None if machines is None else touched)
 
 
@@ -487,7 +501,7 @@ def _recompute_duplicates(shas: set[str] | None, *, written: set[int] | None = N
             message = (f"Same content in {len(ci_paths)} CIs ({', '.join(others[:5])}{'…' if len(others) > 5 else ''}); "
                        f"consider moving it to {common}.")
             rows_out.append((ci_id, path, Code.DUPLICATE, Severity.WARNING, message, sha))
-    _insert(LintWarning, WARNING_FIELDS, rows_out)
+    insert_rows(LintWarning, WARNING_FIELDS, rows_out)
     if refresh:
         _refresh_warning_counts(None if shas is None else touched)
 

@@ -15,6 +15,7 @@ from django.db import connection
 
 _TOKEN = re.compile(r"[\w]+", re.UNICODE)
 MAX_TERMS = 8
+DOCS_PER_STATEMENT = 5000  # bounds the arrays sent in one statement (README bodies can be long)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,30 +34,59 @@ def _path_words(path: str) -> str:
     return path + " " + re.sub(r"[/_.\-]+", " ", path)
 
 
-def replace_documents(docs: Iterable[tuple[int, str, str, str]], delete_ids: Iterable[int] = ()) -> None:
-    """Write (ci_id, name, path, body) rows, replacing those of the same ids and of ``delete_ids``."""
-    docs = list(docs)
-    ids = [d[0] for d in docs] + list(delete_ids)
+def delete_documents(ids: Iterable[int]) -> None:
+    """Remove the rows of these CIs."""
+    ids = list(ids)
+    column = "rowid" if connection.vendor == "sqlite" else "ci_id"
     with connection.cursor() as cur:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join(["%s"] * len(chunk))
-            column = "rowid" if connection.vendor == "sqlite" else "ci_id"
             cur.execute(f"DELETE FROM cmdb_search WHERE {column} IN ({marks})", chunk)  # noqa: S608
-        if not docs:
-            return
+
+
+def document_bodies(ids: Iterable[int]) -> dict[int, str]:
+    """The stored body of each of these CIs that has a row (the indexer rewrites only those that differ)."""
+    ids = list(ids)
+    column = "rowid" if connection.vendor == "sqlite" else "ci_id"
+    found: dict[int, str] = {}
+    with connection.cursor() as cur:
+        for start in range(0, len(ids), 5000):
+            chunk = ids[start : start + 5000]
+            marks = ",".join(["%s"] * len(chunk))
+            cur.execute(f"SELECT {column}, body FROM cmdb_search WHERE {column} IN ({marks})", chunk)  # noqa: S608
+            found.update((int(i), b) for i, b in cur.fetchall())
+    return found
+
+
+def add_documents(docs: Iterable[tuple[int, str, str, str]]) -> None:
+    """Write (ci_id, name, path, body) rows for CIs that have none (``delete_documents`` first)."""
+    docs = list(docs)
+    with connection.cursor() as cur:
         if connection.vendor == "sqlite":
             cur.executemany(
                 "INSERT INTO cmdb_search(rowid, name, path, body) VALUES (%s, %s, %s, %s)",
                 [(i, n, _path_words(p), b) for i, n, p, b in docs],
             )
-        else:
-            cur.executemany(
-                "INSERT INTO cmdb_search(ci_id, body, doc) VALUES (%s, %s, "
-                "setweight(to_tsvector('simple', %s), 'A') || setweight(to_tsvector('simple', %s), 'B')"
-                " || setweight(to_tsvector('simple', %s), 'D'))",
-                [(i, b, n, _path_words(p), b) for i, n, p, b in docs],
+            return
+        # One set-based statement per chunk: the server builds every vector in a single executor run
+        # instead of planning and executing an INSERT per CI.
+        for start in range(0, len(docs), DOCS_PER_STATEMENT):
+            chunk = docs[start : start + DOCS_PER_STATEMENT]
+            cur.execute(
+                "INSERT INTO cmdb_search(ci_id, body, doc) SELECT i, b,"
+                " setweight(to_tsvector('simple', n), 'A') || setweight(to_tsvector('simple', p), 'B')"
+                " || setweight(to_tsvector('simple', b), 'D')"
+                " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[]) AS d(i, n, p, b)",
+                [[d[0] for d in chunk], [d[1] for d in chunk], [_path_words(d[2]) for d in chunk], [d[3] for d in chunk]],
             )
+
+
+def delete_orphans() -> None:
+    """Remove rows whose CI is gone (a full index leaves the index as if rebuilt from nothing)."""
+    column = "rowid" if connection.vendor == "sqlite" else "ci_id"
+    with connection.cursor() as cur:
+        cur.execute(f"DELETE FROM cmdb_search WHERE {column} NOT IN (SELECT id FROM cmdb_configitem)")  # noqa: S608
 
 
 def clear() -> None:
