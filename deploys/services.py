@@ -234,9 +234,11 @@ def dryrun_run_batch(*, job_id: int, machine_paths: list[str]) -> None:
         _log(job_id, f"Looking at {len(names)} machine(s): {', '.join(names)}.")
         return True
 
-    looks = look.look_at_machines(repo, job.revision, todo, baseline=job.baseline_sha, secret_patterns=patterns,
-                                  local_root_base=settings.CMDB_LOCAL_ROOT_BASE,
-                                  ssh_settings=look.ssh_settings_from(settings), proceed=proceed)
+    # Each plan is stored (its own transaction) as soon as its machine has answered, so the job page
+    # shows the first machine while the rest of the batch is still being looked at.
+    looks = look.iter_looks(repo, job.revision, todo, baseline=job.baseline_sha, secret_patterns=patterns,
+                            local_root_base=settings.CMDB_LOCAL_ROOT_BASE,
+                            ssh_settings=look.ssh_settings_from(settings), proceed=proceed)
     for seen in looks:
         if seen.status == look.PLANNED:
             _save_plan(job_id, seen.machine, Status.PLANNED, items=[a.to_dict() for a in seen.actions],

@@ -204,11 +204,13 @@ def look_over_ssh(
     concurrency: int,
     read: ReadChooser | None,
     max_bytes: int,
+    on_result: Callable[[str, MachineSnapshot | TransportError], None] | None = None,
 ) -> dict[str, MachineSnapshot | TransportError]:
     """Look at SSH machines in ONE event loop, at most ``concurrency`` connections open at a time.
 
     Per machine: one connection, one stat script, and, when ``read(name, files)`` names paths, one
-    read script on the same connection. Blocks until every machine has answered or failed.
+    read script on the same connection. Blocks until every machine has answered or failed;
+    ``on_result(name, result)`` is called (in the loop's thread) as each one does.
     """
     identity: tuple[asyncssh.SSHKey, asyncssh.SSHKnownHosts] | TransportError
     if ssh_settings is None:
@@ -240,10 +242,16 @@ def look_over_ssh(
         except TransportError as exc:
             return exc
 
+    async def reported(name: str, limit: asyncio.Semaphore) -> MachineSnapshot | TransportError:
+        result = await one(name, limit)
+        if on_result is not None:
+            on_result(name, result)
+        return result
+
     async def everything() -> dict[str, MachineSnapshot | TransportError]:
         limit = asyncio.Semaphore(max(1, concurrency))
         names = list(accesses)
-        results = await asyncio.gather(*(one(n, limit) for n in names))
+        results = await asyncio.gather(*(reported(n, limit) for n in names))
         return dict(zip(names, results, strict=True))
 
     return asyncio.run(everything())
