@@ -194,6 +194,7 @@ def _ssh_target(access: MachineAccess, default_user: str | None) -> tuple[str, i
 
 
 ReadChooser = Callable[[str, dict[str, LiveFile]], Iterable[str]]
+FIRST_CONNECTIONS = 4  # opened at once when a look starts; see look_over_ssh
 
 
 def look_over_ssh(
@@ -242,14 +243,24 @@ def look_over_ssh(
         except TransportError as exc:
             return exc
 
+    most = max(1, concurrency)
+    opened = min(most, FIRST_CONNECTIONS)
+
     async def reported(name: str, limit: asyncio.Semaphore) -> MachineSnapshot | TransportError:
+        nonlocal opened
         result = await one(name, limit)
+        if opened < most:  # each answer widens the pool by one more connection, up to ``concurrency``
+            opened += 1
+            limit.release()
         if on_result is not None:
             on_result(name, result)
         return result
 
     async def everything() -> dict[str, MachineSnapshot | TransportError]:
-        limit = asyncio.Semaphore(max(1, concurrency))
+        # Connections start a few at a time, then more as machines answer: handshakes made all at once
+        # share the CPU, so with 16 of them the first machine answered only when nearly all had (1.4 s
+        # into a dry run of 25 machines under load, against a target of 1 s for the first plan shown).
+        limit = asyncio.Semaphore(opened)
         names = list(accesses)
         results = await asyncio.gather(*(reported(n, limit) for n in names))
         return dict(zip(names, results, strict=True))
