@@ -719,7 +719,8 @@ def main(argv: list[str] | None = None) -> int:
         user, _ = User.objects.get_or_create(username="bench-staff", defaults={"email": "bench@example.com"})
         user.is_staff, user.email = True, "bench@example.com"
         user.save()
-        setup |= {"worker": f"celery prefork x{args.concurrency}", "batch": settings.CMDB_AUDIT_BATCH}
+        setup |= {"worker": f"celery prefork x{args.concurrency}", "batch": settings.CMDB_AUDIT_BATCH,
+                  "concurrency": args.concurrency}
         wait_worker_ready(worker, 180)
         setup["worker_ready_s"] = time.perf_counter() - worker_started
         t = time.perf_counter()
@@ -848,7 +849,9 @@ def report(results: dict, json_path: str | None) -> int:
         if not r:
             continue
         print(f"{name}: run #{r['run']} {r['state']}, statuses {r['statuses']}, compliance {r['compliance']}%, "
-              f"findings {r['findings_by_kind']} (planted {r['planted']}); worker CPU {r['worker_cpu_s']:.1f}s of which "
+              f"findings {r['findings_by_kind']} (planted {r['planted']}); worker CPU {r['worker_cpu_s']:.1f}s "
+              f"({r['worker_cpu_s'] / setup.get('concurrency', 2) / r['floors']['sha256']['median_s']:.1f}x sha256sum "
+              f"if the worker processes had their cores to themselves) of which "
               f"git children {r['worker_git_cpu_s']:.1f}s; {r['batches']} batches, first stored "
               f"{_s(r['first_batch_stored_s'])} after start; rsync itemized {r['floors']['rsync']['itemized']} files")
         if r["error"]:
