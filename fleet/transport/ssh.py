@@ -258,8 +258,8 @@ def look_over_ssh(
 
     async def everything() -> dict[str, MachineSnapshot | TransportError]:
         # Connections start a few at a time, then more as machines answer: handshakes made all at once
-        # share the CPU, so with 16 of them the first machine answered only when nearly all had (its plan
-        # shown 1.3-1.4 s after the click under load, 0.65 s so; the target is 1 s).
+        # share the CPU, so with 16 of them the first machine answered only when nearly all had (under
+        # load its plan showed 1.3-1.4 s after the click; opened this way 0.65 s; the target is 1 s).
         limit = asyncio.Semaphore(opened)
         names = list(accesses)
         results = await asyncio.gather(*(reported(n, limit) for n in names))
