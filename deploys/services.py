@@ -10,6 +10,7 @@ loop audits use too; a dry run never writes to a machine.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -243,19 +244,37 @@ def dryrun_run_batch(*, job_id: int, machine_paths: list[str]) -> None:
         _log(job_id, f"Looking at {len(names)} machine(s): {', '.join(names)}.")
         return True
 
-    looks = look.look_at_machines(repo, job.revision, todo, baseline=job.baseline_sha, secret_patterns=patterns,
-                                  local_root_base=settings.CMDB_LOCAL_ROOT_BASE,
-                                  ssh_settings=look.ssh_settings_from(settings), proceed=proceed)
+    looks = look.iter_looks(repo, job.revision, todo, baseline=job.baseline_sha, secret_patterns=patterns,
+                            local_root_base=settings.CMDB_LOCAL_ROOT_BASE,
+                            ssh_settings=look.ssh_settings_from(settings), proceed=proceed)
+    # Plans are stored as their machines answer, so the job page shows the first machine while the rest
+    # of the batch is still being looked at: the first at once, then what answered in the last
+    # quarter-second in one transaction (a commit per machine: 100 local machines in 1.42 s, so 0.72 s).
+    pending: list[look.MachineLook] = []
+    stored_at: float | None = None
     for seen in looks:
-        if seen.status == look.PLANNED:
-            _save_plan(job_id, seen.machine, Status.PLANNED, items=[a.to_dict() for a in seen.actions],
-                       reload=seen.reload)
-        elif seen.status == look.MANUAL and seen.declaration is not None:
-            items = [{"target": f.target, "action": "documented", "app_path": f.app_path, "secret": f.secret}
-                     for f in seen.declaration.files.values()]
-            _save_plan(job_id, seen.machine, Status.MANUAL, reason=seen.reason, items=items)
-        else:
-            _save_plan(job_id, seen.machine, seen.status, reason=seen.reason)
+        pending.append(seen)
+        if stored_at is None or time.monotonic() - stored_at >= _STORE_EVERY_S:
+            _save_looks(job_id, pending)
+            pending, stored_at = [], time.monotonic()
+    _save_looks(job_id, pending)
+
+
+_STORE_EVERY_S = 0.25
+
+
+def _save_looks(job_id: int, looks: list[look.MachineLook]) -> None:
+    with transaction.atomic():  # each plan a savepoint of its own: a duplicate skips that machine only
+        for seen in looks:
+            if seen.status == look.PLANNED:
+                _save_plan(job_id, seen.machine, Status.PLANNED, items=[a.to_dict() for a in seen.actions],
+                           reload=seen.reload)
+            elif seen.status == look.MANUAL and seen.declaration is not None:
+                items = [{"target": f.target, "action": "documented", "app_path": f.app_path, "secret": f.secret}
+                         for f in seen.declaration.files.values()]
+                _save_plan(job_id, seen.machine, Status.MANUAL, reason=seen.reason, items=items)
+            else:
+                _save_plan(job_id, seen.machine, seen.status, reason=seen.reason)
 
 
 def dryrun_fail_machines(*, job_id: int, machine_paths: list[str], reason: str) -> None:

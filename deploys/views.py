@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from changes.models import ChangeRequest
@@ -17,6 +18,14 @@ from fleet import planner
 from portal.listing import form_error
 
 JOBS_PER_PAGE = 50
+
+
+def _poll_interval(job: Job, plans: list) -> str:
+    """How soon the page asks again: quickly while a new job has nothing to show yet, so the first
+    machine's plan appears well within a second of the click; then every 2 s, which is cheap for long jobs."""
+    if not plans and (timezone.now() - job.created_at).total_seconds() < 10:
+        return "300ms"
+    return "2s"
 
 
 def _context(request, job: Job) -> dict:
@@ -34,6 +43,7 @@ def _context(request, job: Job) -> dict:
     return {
         "job": job,
         "plans": plans,
+        "poll": _poll_interval(job, plans),
         "log": list(job.log_lines.all()),
         "can_cancel": not job.is_finished and permissions.can_cancel(user, job),
         "can_restore": (job.kind == Job.Kind.DEPLOY and job.state in (Job.State.FAILED, Job.State.HALTED,

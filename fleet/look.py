@@ -7,7 +7,7 @@ it never writes to a machine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,11 @@ from fleet.transport import (
     Timeouts,
     TransportError,
     Unreachable,
+    iter_machines_parallel,
     stat_machines_parallel,
 )
 
-__all__ = ["MANUAL_REASON", "MachineLook", "batches", "look_at_machines", "read_live", "ssh_settings_from"]
+__all__ = ["MANUAL_REASON", "MachineLook", "batches", "iter_looks", "look_at_machines", "read_live", "ssh_settings_from"]
 
 PLANNED, MANUAL, UNREACHABLE, ERROR = "planned", "manual", "unreachable", "error"
 
@@ -82,7 +83,28 @@ def look_at_machines(
     missing_reason: str = "The machine is not in the repository at this revision.",
     proceed: Callable[[list[str]], bool] | None = None,
 ) -> list[MachineLook]:
-    """Plan ``machines`` for ``revision`` against what is live, in the order given.
+    """Plan ``machines`` for ``revision`` against what is live, in the order given (see :func:`iter_looks`)."""
+    todo = list(machines)
+    looks = {seen.machine: seen for seen in iter_looks(
+        repo, revision, todo, baseline=baseline, secret_patterns=secret_patterns, local_root_base=local_root_base,
+        ssh_settings=ssh_settings, missing_reason=missing_reason, proceed=proceed)}
+    return [looks[m] for m in todo if m in looks]
+
+
+def iter_looks(
+    repo: ConfigRepo,
+    revision: str,
+    machines: Iterable[str],
+    *,
+    baseline: str = "",
+    secret_patterns: SecretPatterns,
+    local_root_base: Path | None,
+    ssh_settings: SshSettings | None,
+    missing_reason: str = "The machine is not in the repository at this revision.",
+    proceed: Callable[[list[str]], bool] | None = None,
+) -> Iterator[MachineLook]:
+    """Plan ``machines`` for ``revision`` against what is live, yielding each machine as soon as it is
+    planned: first those not contacted (error, manual), then the others as they answer.
 
     With a ``baseline`` commit (main when a dry run or deploy was asked), files declared there but
     not at ``revision`` are planned as deletions, and a machine removed at ``revision`` has every
@@ -98,7 +120,8 @@ def look_at_machines(
             old = declared_configuration(repo, baseline, machines=todo, local_root_base=local_root_base,
                                          secret_patterns=secret_patterns)
     except GitError as exc:
-        return [MachineLook(m, ERROR, f"Cannot read the repository: {exc}") for m in todo]
+        yield from (MachineLook(m, ERROR, f"Cannot read the repository: {exc}") for m in todo)
+        return
 
     looks: dict[str, MachineLook] = {}
     to_contact: dict[str, MachineLook] = {}
@@ -116,10 +139,9 @@ def look_at_machines(
             looks[machine] = MachineLook(machine, MANUAL, MANUAL_REASON, decl)
         else:
             looks[machine] = to_contact[machine] = MachineLook(machine, PLANNED, "", decl, base)
-    if not to_contact:
-        return [looks[m] for m in todo]
-    if proceed is not None and not proceed(sorted(to_contact)):
-        return [looks[m] for m in todo if m not in to_contact]
+    yield from (looks[m] for m in todo if m not in to_contact)
+    if not to_contact or (proceed is not None and not proceed(sorted(to_contact))):
+        return
 
     decls = [look.declaration for look in to_contact.values() if look.declaration is not None]
     bases = [look.baseline for look in to_contact.values() if look.baseline is not None]
@@ -135,11 +157,11 @@ def look_at_machines(
         assert look.declaration is not None
         return planner.paths_to_read(look.declaration, files, look.declared)
 
-    snapshots = stat_machines_parallel({m: look.declaration.access for m, look in to_contact.items()
-                                        if look.declaration is not None},
-                                       paths, ssh_settings=ssh_settings, read=read)
-    for machine, look in to_contact.items():
-        result = snapshots.get(machine)
+    answers = iter_machines_parallel({m: look.declaration.access for m, look in to_contact.items()
+                                      if look.declaration is not None},
+                                     paths, ssh_settings=ssh_settings, read=read)
+    for machine, result in answers:
+        look = to_contact[machine]
         assert look.declaration is not None
         if isinstance(result, ManualMachine):
             look.status, look.reason = MANUAL, MANUAL_REASON
@@ -156,9 +178,7 @@ def look_at_machines(
             planner.annotate_origins(look.actions, look.declaration, base, result.files, look.base_declared,
                                      result.contents)
             look.reload = planner.reload_commands(look.declaration, look.actions, look.baseline)
-        else:  # pragma: no cover - stat_machines_parallel answers for every machine
-            look.status, look.reason = ERROR, "No answer for this machine."
-    return [looks[m] for m in todo]
+        yield look
 
 
 def read_live(access: MachineAccess, targets: list[str], *,

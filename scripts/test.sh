@@ -11,6 +11,11 @@ ROOT=$PWD
 PY="$ROOT/.venv/bin/python"
 [ -x "$PY" ] || { echo "test.sh: $PY missing: run 'make venv' first" >&2; exit 2; }
 
+# The project's own modules compiled once here (incremental, about 1 s when nothing changed): the
+# machines set PYTHONDONTWRITEBYTECODE=1, so otherwise every worker, command and test subprocess the
+# suite starts compiles them again. The venv's dependencies were compiled when installed (make venv).
+"$PY" -m compileall -q -j 0 -x '(^|/)(node_modules|data|\.venv|\.git|test-artifacts)(/|$)' . >/dev/null
+
 PGPORT_TEST=${CMDB_TEST_PGPORT:-5439}
 DATABASES=${CMDB_TEST_DATABASES:-sqlite postgres}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import queue
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -46,6 +47,7 @@ __all__ = [
     "Timeouts",
     "TransportError",
     "Unreachable",
+    "iter_machines_parallel",
     "open_machine",
     "stat_machines_parallel",
 ]
@@ -62,23 +64,38 @@ def stat_machines_parallel(
     read: ReadChooser | None = None,
     max_bytes: int = DEFAULT_MAX_READ_BYTES,
 ) -> dict[str, MachineSnapshot | TransportError]:
+    """Look at many machines at once (see :func:`iter_machines_parallel`); every answer, in the order given."""
+    out = dict(iter_machines_parallel(accesses, paths_by_machine, ssh_settings=ssh_settings,
+                                      concurrency=concurrency, read=read, max_bytes=max_bytes))
+    return {n: out[n] for n in accesses}
+
+
+def iter_machines_parallel(
+    accesses: Mapping[str, MachineAccess],
+    paths_by_machine: Mapping[str, Iterable[str]],
+    *,
+    ssh_settings: SshSettings | None,
+    concurrency: int = 16,
+    read: ReadChooser | None = None,
+    max_bytes: int = DEFAULT_MAX_READ_BYTES,
+) -> Iterator[tuple[str, MachineSnapshot | TransportError]]:
     """Look at many machines at once: SSH machines in ONE event loop (at most ``concurrency``
     connections open) in a helper thread, local machines meanwhile in the calling thread.
 
     Per SSH machine: one connection, one stat script, and, when ``read(name, files)`` names paths
     (e.g. those whose hash differs from the declaration), one read script on the same connection.
-    Each value is a :class:`MachineSnapshot` or the machine's :class:`TransportError`
-    (:class:`ManualMachine` for machines configured by hand).
+    Yields ``(name, result)`` for every machine as soon as it is known (a dry run shows each plan
+    then, not at the end of its batch): a :class:`MachineSnapshot` or the machine's
+    :class:`TransportError` (:class:`ManualMachine` for machines configured by hand).
     """
     names = list(accesses)
-    out: dict[str, MachineSnapshot | TransportError] = {}
     ssh = {n: accesses[n] for n in names if accesses[n].transport == "ssh"}
     local_names = [n for n in names if accesses[n].transport == "local"]
     for n in names:
         if accesses[n].transport == "manual":
-            out[n] = ManualMachine(MANUAL_REASON)
+            yield n, ManualMachine(MANUAL_REASON)
         elif n not in ssh and accesses[n].transport != "local":
-            out[n] = TransportError(f"Unknown transport {accesses[n].transport!r}.")
+            yield n, TransportError(f"Unknown transport {accesses[n].transport!r}.")
 
     def local(name: str) -> MachineSnapshot | TransportError:
         root = accesses[name].root
@@ -94,16 +111,37 @@ def stat_machines_parallel(
 
     # Local machines are read in this thread, one after the other (threads would only fight over the
     # GIL: the work is short system calls and hashing); SSH machines wait on the network in an event
-    # loop in a helper thread meanwhile.
+    # loop in a helper thread meanwhile, handing each answer over through a queue.
     if not ssh:
-        out.update((n, local(n)) for n in local_names)
-    else:
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(look_over_ssh, ssh, paths_by_machine, ssh_settings=ssh_settings,
-                                  concurrency=concurrency, read=read, max_bytes=max_bytes)
-            out.update((n, local(n)) for n in local_names)
-            out.update(pending.result())
-    return {n: out[n] for n in names}
+        for n in local_names:
+            yield n, local(n)
+        return
+    answers: queue.SimpleQueue[tuple[str, MachineSnapshot | TransportError]] = queue.SimpleQueue()
+    given: set[str] = set()
+
+    def drain(block: bool) -> Iterator[tuple[str, MachineSnapshot | TransportError]]:
+        while True:
+            try:
+                name, result = answers.get(timeout=0.2) if block else answers.get_nowait()
+            except queue.Empty:
+                return
+            given.add(name)
+            yield name, result
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(look_over_ssh, ssh, paths_by_machine, ssh_settings=ssh_settings,
+                              concurrency=concurrency, read=read, max_bytes=max_bytes,
+                              on_result=lambda name, result: answers.put((name, result)))
+        for n in local_names:
+            yield n, local(n)
+            yield from drain(block=False)
+        while len(given) < len(ssh) and not pending.done():
+            yield from drain(block=True)
+        yield from drain(block=False)
+        # The loop's own answer covers whatever the queue did not (and raises what the loop raised).
+        for n, result in pending.result().items():
+            if n not in given:
+                yield n, result
 
 
 class _LocalMachine:
