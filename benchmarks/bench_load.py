@@ -674,7 +674,8 @@ def report(results: dict, json_path: str | None) -> int:
         print(f"peak RSS: web {rss['web']['total_mb']:.0f} MB in {rss['web'].get('processes')} processes (largest "
               f"{rss['web']['process_mb']:.0f} MB); worker {rss['worker']['total_mb']:.0f} MB in "
               f"{rss['worker'].get('processes')} (largest {rss['worker']['process_mb']:.0f} MB); CPU s web "
-              f"{phase['cpu_s']['web']:.0f}, worker {phase['cpu_s']['worker']:.0f}")
+              f"{phase['cpu_s']['web']:.0f} ({1000 * phase['cpu_s']['web'] / max(1, total['requests']):.0f} ms per "
+              f"request), worker {phase['cpu_s']['worker']:.0f}")
     if results.get("kept"):
         print("\nRuns kept (audits one after the other, no load): RSS after each")
         for k in results["kept"]:
