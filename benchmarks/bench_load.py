@@ -46,6 +46,7 @@ import csv
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -396,8 +397,11 @@ def run_locust(work: Path, label: str, port: int, users: int, spawn_rate: int, r
             "--run-time", f"{run_time}s", "--stop-timeout", "10", "--csv", str(prefix), "--only-summary",
             "--loglevel", "WARNING", "--exit-code-on-error", "0"]
     started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=run_time + 120)
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # locust is the only child reaped meanwhile
+    locust_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     rows = list(csv.DictReader((prefix.parent / f"{prefix.name}_stats.csv").open()))
     failures = list(csv.DictReader((prefix.parent / f"{prefix.name}_failures.csv").open()))
     kinds = []
@@ -410,7 +414,7 @@ def run_locust(work: Path, label: str, port: int, users: int, spawn_rate: int, r
             "rps": float(row["Requests/s"]),
         })
     return {"label": label, "wait": wait, "api_wait": api_wait, "users": users, "run_time_s": run_time, "wall_s": wall,
-            "kinds": kinds, "failures": failures[:10], "locust_rc": proc.returncode,
+            "kinds": kinds, "failures": failures[:10], "locust_rc": proc.returncode, "locust_cpu_s": locust_cpu,
             "locust_stderr": proc.stderr[-1500:] if proc.returncode else ""}
 
 
@@ -675,7 +679,7 @@ def report(results: dict, json_path: str | None) -> int:
               f"{rss['web']['process_mb']:.0f} MB); worker {rss['worker']['total_mb']:.0f} MB in "
               f"{rss['worker'].get('processes')} (largest {rss['worker']['process_mb']:.0f} MB); CPU s web "
               f"{phase['cpu_s']['web']:.0f} ({1000 * phase['cpu_s']['web'] / max(1, total['requests']):.0f} ms per "
-              f"request), worker {phase['cpu_s']['worker']:.0f}")
+              f"request), worker {phase['cpu_s']['worker']:.0f}, locust {phase['locust_cpu_s']:.0f}")
     if results.get("kept"):
         print("\nRuns kept (audits one after the other, no load): RSS after each")
         for k in results["kept"]:
