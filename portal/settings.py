@@ -76,6 +76,11 @@ if CMDB_STATUS_SYNC_STALE < CMDB_SYNC_INTERVAL:
 CMDB_STATUS_AUDIT_GRACE = env_int("CMDB_STATUS_AUDIT_GRACE", 86400, minimum=0)
 CMDB_STATUS_RELEASE_GRACE = env_int("CMDB_STATUS_RELEASE_GRACE", 3600, minimum=0)
 CMDB_DRY_RUN_BATCH = env_int("CMDB_DRY_RUN_BATCH", 25, minimum=1)
+# Worker processes lower their CPU priority by this nice increment (0-19; 0 keeps it): on a small
+# host an audit's batches then yield the cores to the web processes' page requests (bench_load.py).
+CMDB_WORKER_NICE = env_int("CMDB_WORKER_NICE", 10, minimum=0)
+if CMDB_WORKER_NICE > 19:
+    raise ImproperlyConfigured("CMDB_WORKER_NICE must be between 0 and 19.")
 CMDB_DRY_RUN_SOFT_TIME_LIMIT = env_int("CMDB_DRY_RUN_SOFT_TIME_LIMIT", 300, minimum=10)
 CMDB_DRY_RUN_TIME_LIMIT = env_int("CMDB_DRY_RUN_TIME_LIMIT", max(360, CMDB_DRY_RUN_SOFT_TIME_LIMIT + 30), minimum=20)
 if CMDB_DRY_RUN_TIME_LIMIT <= CMDB_DRY_RUN_SOFT_TIME_LIMIT:
