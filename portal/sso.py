@@ -99,7 +99,7 @@ def apply_roles(user, entitled: set[str], role_map: RoleMap, *, source: str) -> 
                 user.groups.remove(*Group.objects.filter(name=role))
         if STAFF in added or STAFF in removed:
             user.save(update_fields=["is_staff"])
-        record_event(actor=user, action="roles_applied",
+        record_event(actor=user, action="roles-applied",
                      message=f"{source} sign-in: roles added {', '.join(added) or 'none'}, "
                              f"removed {', '.join(removed) or 'none'}",
                      source=source, added=added, removed=removed)

@@ -59,7 +59,7 @@ def test_directory_user_signs_in_with_the_form_and_gets_the_roles_of_the_groups(
 
     olivia = get_user_model().objects.get(username="olivia")
     assert (olivia.email, olivia.first_name, olivia.has_usable_password()) == ("olivia@example.org", "Olivia", False)
-    assert ChangeEvent.objects.filter(action="roles_applied", actor=olivia).count() == 1
+    assert ChangeEvent.objects.filter(action="roles-applied", actor=olivia).count() == 1
 
 
 def test_leaving_a_directory_group_removes_the_role_at_the_next_login(ldap_portal):
@@ -72,7 +72,7 @@ def test_leaving_a_directory_group_removes_the_role_at_the_next_login(ldap_porta
     sign_in("dana")
     assert roles_of("arthur") == ({"requesters"}, True)
     assert roles_of("dana") == (set(), False)
-    event = ChangeEvent.objects.filter(action="roles_applied", actor__username="arthur").last()
+    event = ChangeEvent.objects.filter(action="roles-applied", actor__username="arthur").last()
     assert event.data["removed"] == ["approvers"] and event.data["added"] == ["staff"]
 
 
