@@ -230,12 +230,12 @@ def test_audit_flow_from_start_to_status_accounting(browser, live_server, audit_
     expect(prod_row.nth(0)).to_have_text("prod")
     expect(prod_row.nth(1)).to_have_text("6")  # machines
     expect(prod_row.nth(2)).to_have_text("22.2%")
-    expect(prod_row.nth(3)).to_have_text("22")  # trend: one run
-    expect(prod_row.nth(4)).to_have_text("3")  # drifted
-    expect(prod_row.nth(5)).to_have_text("1")  # unreachable
-    expect(prod_row.nth(6)).to_have_text("1")  # manual
-    expect(prod_row.nth(7)).to_have_text("8")  # open findings
-    expect(prod_row.nth(8)).to_have_text("0")  # overdue checks
+    expect(prod_row.nth(3)).to_have_text("3")  # drifted (the trend is the chart below the card)
+    expect(prod_row.nth(4)).to_have_text("1")  # unreachable
+    expect(prod_row.nth(5)).to_have_text("1")  # manual
+    expect(prod_row.nth(6)).to_have_text("8")  # open findings
+    expect(prod_row.nth(7)).to_have_text("0")  # overdue checks
+    expect(page.locator("figure.compliance-chart svg.chart-svg").first).to_be_visible()
     expect(card.locator('tr[data-environment="test"] td').nth(2)).to_have_text("100.0%")
     vera.shot("home")
 
