@@ -330,6 +330,64 @@ def page_urls(machines: list[Machine], plan, change_ids: list[int], job_ids: lis
     }
 
 
+def profile_pages(urls: dict, users: dict, n: int, work: Path) -> dict:
+    """N requests per page kind through Django's test client in this process, then N more under cProfile.
+
+    The figures are the page's own cost on an idle machine (no gunicorn, no other clients): what each
+    request adds to the web CPU under load (``git`` processes a page starts are wall time, not this
+    process's CPU). The profiles (internal and cumulative time) say where it goes.
+    """
+    import cProfile
+    import io
+    import pstats
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    staff = get_user_model().objects.get(pk=users["staff"].pk)
+    browser = Client(HTTP_HOST="127.0.0.1")
+    browser.force_login(staff)
+    api = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Token {users['tokens'][0]}", HTTP_ACCEPT="application/json")
+    out: dict = {}
+    kinds = {**urls, "home": ["/"], "change list": ["/changes/"], "api jobs list": ["/api/jobs/"]}
+    for kind, some in kinds.items():
+        client = api if kind.startswith("api") or kind == "job" else browser
+        for url in some[:2]:  # warm the caches this process keeps (templates, URL resolvers)
+            client.get(url)
+        times, cpu, queries = [], [], []
+        for i in range(n):  # timed without the profiler, which slows Python code down about twofold
+            url = some[i % len(some)]
+            with CaptureQueriesContext(connection) as ctx:
+                t, c = time.perf_counter(), time.process_time()
+                response = client.get(url)
+                times.append(time.perf_counter() - t)
+                cpu.append(time.process_time() - c)
+            assert response.status_code == 200, (url, response.status_code)
+            queries.append(len(ctx.captured_queries))
+        profiler = cProfile.Profile()
+        for i in range(n):
+            profiler.enable()
+            client.get(some[i % len(some)])
+            profiler.disable()
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text)
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(60)
+        name = work.parent / f"profile-{kind.replace(' ', '-')}"
+        name.with_suffix(".txt").write_text(text.getvalue())
+        stats.dump_stats(name.with_suffix(".pstats"))
+        times.sort()
+        out[kind] = {"n": n, "mean_ms": 1000 * sum(times) / n, "p95_ms": 1000 * times[int(0.95 * (n - 1))],
+                     "cpu_ms": 1000 * sum(cpu) / n, "queries": max(queries), "bytes": len(response.content)}
+        print(f"page {kind:<16} mean {out[kind]['mean_ms']:6.1f} ms (this process's CPU {out[kind]['cpu_ms']:5.1f} ms), "
+              f"p95 {out[kind]['p95_ms']:6.1f} ms, {out[kind]['queries']} queries, {out[kind]['bytes'] // 1024} KiB",
+              flush=True)
+    print(f"profiles written next to {work} (profile-<kind>.txt and .pstats)")
+    return out
+
+
 # ====================================================================================================
 # Audits in the background
 # ====================================================================================================
@@ -471,6 +529,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pg-port", type=int, default=5452)
     parser.add_argument("--redis-port", type=int, default=6391)
     parser.add_argument("--web-port", type=int, default=0, help="gunicorn's port (default: a free one)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="before the load: N requests per page kind in this process under cProfile, each kind's "
+                             "mean time, queries and costliest functions printed (0: skip)")
+    parser.add_argument("--profile-only", action="store_true", help="stop after --profile (no load phases)")
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--workdir")
     args = parser.parse_args(argv)
@@ -555,6 +617,10 @@ def main(argv: list[str] | None = None) -> int:
                                                     "cookie_name": users["cookie_name"], "urls": urls}))
         stop_process_group(web)
         web = None
+        if args.profile:
+            results["profile"] = profile_pages(urls, users, args.profile, work)
+        if args.profile_only:
+            args.gunicorn, args.repeat_audits = [], 0
 
         # --- load phases, per gunicorn setting -------------------------------------------------------
         cookie = f"{users['cookie_name']}={users['sessions'][0]}"
@@ -595,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"web {kept[-1]['web']['total_mb']:.0f} MB", flush=True)
         results["kept"] = kept
         results["hwm"] = {name: {pid: status_kb(pid, "VmHWM") // 1024 for pid in group_pids(proc.pid)}
-                          for name, proc in (("web", web), ("worker", worker))}
+                          for name, proc in (("web", web), ("worker", worker)) if proc is not None}
     except Exception:
         traceback.print_exc()
         results["error"] = traceback.format_exc()

@@ -14,13 +14,16 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar, cast
 
 import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
+from cmdb.gitparse import FIELD, LOG_FORMAT, decode, parse_log, parse_ls_tree, split_patch
 from cmdb.gittypes import (
     ChangedPath,
     CommitInfo,
@@ -61,8 +64,6 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _HEX_RE = re.compile(r"^[0-9a-fA-F]{4,64}$")
 _REV_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/~^@{}+-]{0,199}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
-_FIELD = "\x1f"
-_RECORD = "\x1e"
 
 
 def _base_env() -> dict[str, str]:
@@ -73,10 +74,6 @@ def _author_env(author: tuple[str, str]) -> dict[str, str]:
     name, email = author
     return {**_base_env(), "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": name,
             "GIT_COMMITTER_EMAIL": email}
-
-
-def _decode(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="replace")
 
 
 def validate_rev(rev: str) -> str:
@@ -90,6 +87,17 @@ def _plain_path(path: str) -> bool:
     """A relative path with no empty, ".", ".." or ".git" part: safe to write into a tree."""
     parts = path.split("/")
     return "\0" not in path and not any(p in ("", ".", "..") or p.lower() == ".git" for p in parts)
+
+
+# Answers that depend on the refs only (where a branch points, the branches and tags), per process:
+# every page asks them (the revision picker, the secret rule's view of main), each a ``git`` process,
+# and they change only when a sync or an action moves a ref. Kept while the refs' fingerprint is the
+# same and for at most REFS_MEMO_SECONDS, which bounds staleness on a file system whose timestamps
+# are too coarse to see two ref updates in one tick.
+REFS_MEMO_SECONDS = 5.0
+_REFS_MEMO_SIZE = 512
+_refs_memo: dict[tuple, tuple[tuple, float, object]] = {}
+T = TypeVar("T")
 
 
 class ConfigRepo:
@@ -139,7 +147,7 @@ class ConfigRepo:
         except subprocess.TimeoutExpired as exc:
             raise GitError(f"git {args[0]} timed out after {self.timeout}s.") from exc
         if result.returncode != 0:
-            message = _decode(result.stderr).strip().splitlines()
+            message = decode(result.stderr).strip().splitlines()
             raise GitError(f"git {args[0]} failed: {message[-1] if message else 'exit ' + str(result.returncode)}")
         return result.stdout
 
@@ -149,7 +157,7 @@ class ConfigRepo:
             self._repo.git.fetch("--prune", "--force", "--no-tags", "origin", "+refs/heads/*:refs/remotes/origin/*",
                                  "+refs/tags/*:refs/tags/*", kill_after_timeout=self.timeout)
         except GitCommandError as exc:
-            detail = _decode(exc.stderr.encode() if isinstance(exc.stderr, str) else exc.stderr or b"").strip()
+            detail = decode(exc.stderr.encode() if isinstance(exc.stderr, str) else exc.stderr or b"").strip()
             raise RepositoryUnavailable(f"Cannot fetch from origin: {detail or exc}") from exc
         try:
             return self.origin_head(branch)
@@ -160,6 +168,40 @@ class ConfigRepo:
         """Point the local ``branch`` (and HEAD) at ``sha`` whatever it was: a hard reset for a bare clone."""
         self._run("update-ref", f"refs/heads/{branch}", sha)
         self._run("symbolic-ref", "HEAD", f"refs/heads/{branch}")
+
+    # --- what the refs say, remembered while they stay the same ------------------------------------------
+    def refs_state(self) -> tuple:
+        """An opaque token that changes whenever a ref of the clone is created, moved or deleted.
+
+        Git writes a ref as ``<name>.lock`` renamed over ``<name>`` (a loose ref) or rewrites
+        ``packed-refs`` the same way, so the directories' change times and the files' inode and
+        times say it all, for a few ``stat`` calls instead of a process.
+        """
+        state: list[tuple] = []
+        for name in ("HEAD", "FETCH_HEAD", "packed-refs"):
+            try:
+                st = os.stat(self.path / name)
+                state.append((name, st.st_ino, st.st_mtime_ns, st.st_size))
+            except FileNotFoundError:
+                state.append((name,))
+        for root, _dirs, _files in os.walk(self.path / "refs"):
+            st = os.stat(root)
+            state.append((root, st.st_ino, st.st_mtime_ns))
+        return tuple(state)
+
+    def while_refs_unchanged(self, key: tuple, compute: Callable[[], T]) -> T:
+        """``compute()``, or what it returned for ``key`` in this process while the refs have not moved
+        (see REFS_MEMO_SECONDS). For answers that depend on the refs and on nothing else; errors are
+        never remembered."""
+        state, now, slot = self.refs_state(), time.monotonic(), (str(self.path), *key)
+        hit = _refs_memo.get(slot)
+        if hit is not None and hit[0] == state and now - hit[1] < REFS_MEMO_SECONDS:
+            return cast(T, hit[2])
+        value = compute()
+        if len(_refs_memo) >= _REFS_MEMO_SIZE:
+            _refs_memo.clear()
+        _refs_memo[slot] = (state, now, value)
+        return value
 
     # --- revisions -------------------------------------------------------------------------------------
     @staticmethod
@@ -186,6 +228,11 @@ class ConfigRepo:
             return self._rev_parse(self.origin_ref(rev), rev)
 
     def _rev_parse(self, ref: str, asked: str) -> str:
+        # A commit that exists stays there, and a name moves only with the refs: found shas are
+        # remembered; "unknown" never is (a fetch may bring the commit without a ref of its own moving).
+        return self.while_refs_unchanged(("rev-parse", ref, asked), lambda: self._rev_parse_now(ref, asked))
+
+    def _rev_parse_now(self, ref: str, asked: str) -> str:
         try:
             out = self._run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
         except GitError:
@@ -247,11 +294,11 @@ class ConfigRepo:
         """``merge-tree --write-tree`` of two commits, committed with ``parents``; MergeConflict."""
         cmd = ["git", "-C", str(self.path), "merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs]
         result = subprocess.run(cmd, capture_output=True, timeout=self.timeout, check=False)
-        lines = _decode(result.stdout).splitlines()
+        lines = decode(result.stdout).splitlines()
         if result.returncode == 1:
             raise MergeConflict(conflict + ", ".join(lines[1:]), lines[1:])
         if result.returncode != 0 or not lines:
-            raise GitError(f"git merge-tree failed: {_decode(result.stderr).strip()}")
+            raise GitError(f"git merge-tree failed: {decode(result.stderr).strip()}")
         return self._commit_tree(lines[0].strip(), parents, message, author)
 
     def _commit_tree(self, tree: str, parents: Sequence[str], message: str, author: tuple[str, str]) -> str:
@@ -260,7 +307,7 @@ class ConfigRepo:
             input=message.encode(), capture_output=True, timeout=self.timeout, check=False, env=_author_env(author),
         )
         if out.returncode != 0:
-            raise GitError(f"git commit-tree failed: {_decode(out.stderr).strip()}")
+            raise GitError(f"git commit-tree failed: {decode(out.stderr).strip()}")
         return out.stdout.decode().strip()
 
     def push(self, sha: str, branch: str, *, expect: str) -> None:
@@ -295,7 +342,7 @@ class ConfigRepo:
                 result = subprocess.run(["git", "-C", str(self.path), *args], input=input, capture_output=True,
                                         timeout=self.timeout, check=False, env=env)
                 if result.returncode != 0:
-                    raise GitError(f"git {args[0]} failed: {_decode(result.stderr).strip()}")
+                    raise GitError(f"git {args[0]} failed: {decode(result.stderr).strip()}")
                 return result.stdout.decode().strip()
 
             git("read-tree", parent)
@@ -354,7 +401,7 @@ class ConfigRepo:
             input=message.encode(), capture_output=True, timeout=self.timeout, check=False, env=env,
         )
         if result.returncode != 0:
-            raise GitError(f"Cannot create tag {name!r}: {_decode(result.stderr).strip()}")
+            raise GitError(f"Cannot create tag {name!r}: {decode(result.stderr).strip()}")
         try:
             self._run("push", "origin", f"refs/tags/{name}:refs/tags/{name}")
         except GitError as exc:
@@ -373,8 +420,12 @@ class ConfigRepo:
 
     def branches(self) -> list[str]:
         """Branch names on origin (as of the last fetch)."""
-        out = self._run("for-each-ref", "--format=%(refname:strip=3)", self.origin_ref(""))
-        return sorted(b for b in out.decode().splitlines() if b and b != "HEAD")
+
+        def ask() -> tuple[str, ...]:
+            out = self._run("for-each-ref", "--format=%(refname:strip=3)", self.origin_ref(""))
+            return tuple(sorted(b for b in out.decode().splitlines() if b and b != "HEAD"))
+
+        return list(self.while_refs_unchanged(("branches",), ask))
 
     def tags(self) -> list[str]:
         out = self._run("for-each-ref", "--sort=-creatordate", "--format=%(refname:strip=2)", "refs/tags/")
@@ -382,18 +433,21 @@ class ConfigRepo:
 
     def tag_refs(self) -> list[TagRef]:
         """Every tag naming a commit, newest first (tags of trees or blobs are no versions)."""
-        fmt = _FIELD.join(["%(refname:strip=2)", "%(objecttype)", "%(objectname)", "%(*objecttype)", "%(*objectname)",
+        return list(self.while_refs_unchanged(("tag-refs",), self._tag_refs_now))
+
+    def _tag_refs_now(self) -> tuple[TagRef, ...]:
+        fmt = FIELD.join(["%(refname:strip=2)", "%(objecttype)", "%(objectname)", "%(*objecttype)", "%(*objectname)",
                            "%(creatordate:unix)", "%(taggername)", "%(contents:subject)"])
         out = self._run("for-each-ref", "--sort=-creatordate", f"--format={fmt}", "refs/tags/")
         found = []
-        for line in _decode(out).splitlines():
-            name, kind, sha, peeled_kind, peeled, ts, tagger, subject = (line.split(_FIELD) + [""] * 8)[:8]
+        for line in decode(out).splitlines():
+            name, kind, sha, peeled_kind, peeled, ts, tagger, subject = (line.split(FIELD) + [""] * 8)[:8]
             annotated = kind == "tag"
             if (peeled_kind if annotated else kind) != "commit":
                 continue
             when = datetime.fromtimestamp(int(ts), tz=UTC) if ts.isdigit() else None
             found.append(TagRef(name, peeled if annotated else sha, annotated, when, tagger, subject if annotated else ""))
-        return found
+        return tuple(found)
 
     def refs_of(self, sha: str, *, limit: int = 20) -> CommitRefs:
         """The tags and origin branches at commit ``sha``, and (up to ``limit``) origin branches containing it."""
@@ -418,18 +472,7 @@ class ConfigRepo:
         wanted = [path] if path else list(paths)
         if wanted:
             args += ["--", *(p.rstrip("/") + "/" if not recursive else p for p in wanted)]
-        entries = []
-        for record in self._run(*args).split(b"\0"):
-            if not record:
-                continue
-            meta, _, name = record.partition(b"\t")
-            mode, kind, obj, size = meta.decode().split()
-            try:
-                path = name.decode()
-            except UnicodeDecodeError:
-                path = _decode(name)
-            entries.append(TreeEntry(path, mode, kind, obj, None if size == "-" else int(size)))
-        return entries
+        return list(parse_ls_tree(self._run(*args)))
 
     def read_blobs(self, shas: Iterable[str]) -> dict[str, bytes]:
         """Contents of many blobs through one ``git cat-file --batch`` (see ``iter_blobs``)."""
@@ -494,7 +537,7 @@ class ConfigRepo:
             except subprocess.TimeoutExpired as exc:
                 raise GitError(f"git merge-file timed out after {self.timeout}s.") from exc
         if not 0 <= result.returncode < 128:  # the count of conflicts, or a negative status on failure
-            raise GitError(f"git merge-file failed: {_decode(result.stderr).strip() or result.returncode}")
+            raise GitError(f"git merge-file failed: {decode(result.stderr).strip() or result.returncode}")
         return MergedText(result.stdout, result.returncode)
 
     def read_blob(self, sha: str) -> bytes:
@@ -504,48 +547,20 @@ class ConfigRepo:
         """The tree entry at ``path`` in ``rev``, or None if there is none."""
         sha = self.resolve(rev) if not _SHA_RE.match(rev) else rev
         out = self._run("ls-tree", "-l", "-z", "--full-tree", sha, "--", path)
-        for record in out.split(b"\0"):
-            if not record:
-                continue
-            meta, _, name = record.partition(b"\t")
-            if _decode(name) == path:
-                mode, kind, obj, size = meta.decode().split()
-                return TreeEntry(path, mode, kind, obj, None if size == "-" else int(size))
-        return None
+        return next((e for e in parse_ls_tree(out) if e.path == path), None)
 
     # --- history ---------------------------------------------------------------------------------------
-    def _parse_log(self, raw: bytes, with_names: bool) -> Iterator[tuple[CommitInfo, list[str]]]:
-        for chunk in raw.split(_RECORD.encode()):
-            if not chunk.strip(b"\0\n"):
-                continue
-            header, _, names = chunk.partition(b"\n")
-            # With -z, a commit without paths ends in NUL instead of a newline.
-            fields = _decode(header.strip(b"\0\n")).split(_FIELD)
-            if len(fields) < 6:
-                continue
-            sha, parents, name, email, ts, summary = fields[:6]
-            info = CommitInfo(sha=sha, author_name=name, author_email=email, summary=summary,
-                              committed_at=datetime.fromtimestamp(int(ts), tz=UTC), parents=tuple(parents.split()))
-            if not with_names:
-                yield info, []
-                continue
-            # One decode per commit, not per path: the first commit of a large repository lists them all.
-            text = _decode(names.strip(b"\n\0"))
-            yield info, [p.lstrip("\n") for p in text.split("\0") if p.strip("\n")]
-
-    _FORMAT = f"--format={_RECORD}%H{_FIELD}%P{_FIELD}%an{_FIELD}%ae{_FIELD}%ct{_FIELD}%s"
-
     def log(self, rev: str, *, paths: Iterable[str] = (), max_count: int = 50, skip: int = 0) -> list[CommitInfo]:
         """Commits reachable from ``rev`` (touching ``paths`` when given), newest first."""
         sha = self.resolve(rev) if not _SHA_RE.match(rev) else rev
-        args = ["log", self._FORMAT, f"--max-count={max_count}", f"--skip={skip}", sha, "--", *paths]
-        return [info for info, _ in self._parse_log(self._run(*args), with_names=False)]
+        args = ["log", LOG_FORMAT, f"--max-count={max_count}", f"--skip={skip}", sha, "--", *paths]
+        return [info for info, _ in parse_log(self._run(*args), with_names=False)]
 
     def log_with_paths(self, rev: str, *, since: str | None = None) -> Iterator[tuple[CommitInfo, list[str]]]:
         """Every commit in ``since..rev`` (or all of ``rev``), newest first, with the paths it changed."""
         target = f"{since}..{rev}" if since else rev
-        raw = self._run("log", self._FORMAT, "--name-only", "-z", "--no-renames", target)
-        yield from self._parse_log(raw, with_names=True)
+        raw = self._run("log", LOG_FORMAT, "--name-only", "-z", "--no-renames", target)
+        yield from parse_log(raw, with_names=True)
 
     def changed_paths(self, old: str, new: str) -> list[ChangedPath]:
         """Files that differ between two commits (no rename detection: a rename is a delete and an add)."""
@@ -555,46 +570,16 @@ class ConfigRepo:
         for i in range(0, len(parts) - 1, 2):
             status = parts[i].decode().strip()
             if status:
-                changes.append(ChangedPath(status[0], _decode(parts[i + 1])))
+                changes.append(ChangedPath(status[0], decode(parts[i + 1])))
         return changes
 
     def diff(self, old: str | None, new: str, *, paths: Iterable[str] = ()) -> list[FileDiff]:
         """Per-file unified diffs from ``old`` (the empty tree when None) to ``new``."""
         base = old or EMPTY_TREE
         raw = self._run("diff", "--no-color", "--no-ext-diff", "--no-renames", "-U3", base, new, "--", *paths)
-        return list(_split_patch(_decode(raw)))
+        return list(split_patch(decode(raw)))
 
     def commit_diff(self, sha: str, *, paths: Iterable[str] = ()) -> list[FileDiff]:
         """What one commit changed (against its first parent)."""
         info = self.commit(sha)
         return self.diff(info.parents[0] if info.parents else None, info.sha, paths=paths)
-
-
-_DIFF_HEADER = re.compile(r"^diff --git a/(.*) b/(.*)$")
-
-
-def _split_patch(text: str) -> Iterator[FileDiff]:
-    current: list[str] = []
-    old_path = new_path = ""
-
-    def emit() -> FileDiff:
-        body = "\n".join(current)
-        status = "M"
-        if "\nnew file mode" in body:
-            status = "A"
-        elif "\ndeleted file mode" in body:
-            status = "D"
-        binary = "\nBinary files " in body or "\nGIT binary patch" in body
-        return FileDiff(path=new_path, old_path=old_path, status=status, patch=body, is_binary=binary)
-
-    for line in text.splitlines():
-        match = _DIFF_HEADER.match(line)
-        if match:
-            if current:
-                yield emit()
-            current = [line]
-            old_path, new_path = match.group(1), match.group(2)
-        elif current:
-            current.append(line)
-    if current:
-        yield emit()

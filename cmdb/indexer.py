@@ -69,11 +69,22 @@ def _can_increment(repo: ConfigRepo, previous: str, sha: str) -> bool:
     return repo.is_ancestor(previous, sha) and ConfigItem.objects.exists()
 
 
+# The .cmdb-secrets of a commit never changes: read once per process and commit (two ``git`` processes
+# each), not on every page that shows a file or a diff.
+_secrets_texts: dict[tuple[str, str], str] = {}
+
+
 def _secrets_text(repo: ConfigRepo, sha: str) -> str:
+    key = (str(repo.path), sha)
+    if key in _secrets_texts:
+        return _secrets_texts[key]
     entry = repo.entry(sha, SECRETS_FILE)
-    if entry is None or entry.type != "blob":
-        return ""
-    return repo.read_blob(entry.sha).decode("utf-8", errors="replace")
+    text = "" if entry is None or entry.type != "blob" else repo.read_blob(entry.sha).decode("utf-8", errors="replace")
+    if len(sha) == 40:  # a full sha names one commit for ever; a branch name does not
+        if len(_secrets_texts) >= 256:
+            _secrets_texts.clear()
+        _secrets_texts[key] = text
+    return text
 
 
 def secret_patterns(repo: ConfigRepo, *shas: str) -> SecretPatterns:

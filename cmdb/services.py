@@ -7,6 +7,7 @@ reached only through ``cmdb.gitrepo``.
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import time
 from dataclasses import dataclass
@@ -40,9 +41,24 @@ class SyncError(Exception):
 # ====================================================================================================
 
 
+_clone: tuple[tuple, ConfigRepo] | None = None
+
+
 def get_repo() -> ConfigRepo:
-    """The portal's clone (created on first use)."""
-    return ConfigRepo.open_or_clone(settings.CMDB_CLONE_DIR, settings.CMDB_REPO_URL, timeout=settings.CMDB_GIT_TIMEOUT)
+    """The portal's clone (created on first use).
+
+    Opened once per process and configuration (a page asks for it several times), and opened again
+    when the configuration changes (that sets origin's address in the clone again) or the clone was
+    removed meanwhile. A ConfigRepo keeps no state between calls but its path, so threads may share
+    it; the process id keeps a forked worker from using its parent's.
+    """
+    global _clone
+    key = (os.getpid(), str(settings.CMDB_CLONE_DIR), settings.CMDB_REPO_URL, settings.CMDB_GIT_TIMEOUT)
+    if _clone is not None and _clone[0] == key and (_clone[1].path / "HEAD").exists():
+        return _clone[1]
+    repo = ConfigRepo.open_or_clone(settings.CMDB_CLONE_DIR, settings.CMDB_REPO_URL, timeout=settings.CMDB_GIT_TIMEOUT)
+    _clone = (key, repo)
+    return repo
 
 
 def repo_with(*shas: str) -> ConfigRepo:
@@ -273,6 +289,8 @@ class ChildInfo:
     path: str
     name: str
     kind: str
+    artifact_count: int | None = None  # from the index; None when read from Git
+    warning_count: int | None = None
 
 
 @dataclass
@@ -321,9 +339,9 @@ def ci_snapshot(path: str, rev: str | None) -> CISnapshot | None:
             path=path, kind=item.kind, name=item.name, sha=sha, rev=None,
             readme_markdown=item.readme_markdown, readme_html=ci_readme_html(item), has_readme=item.has_readme,
             artifacts=list(item.artifacts.all()),
-            children=list(
-                ConfigItem.objects.filter(parent=item).only("path", "name", "kind", "artifact_count", "warning_count")
-            ),
+            # Tuples, not model instances: an environment lists a thousand machines, the page shows 100.
+            children=[ChildInfo(*row) for row in ConfigItem.objects.filter(parent=item).order_by("path").values_list(
+                "path", "name", "kind", "artifact_count", "warning_count")],
             item=item,
         )
     repo = get_repo()

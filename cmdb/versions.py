@@ -15,7 +15,7 @@ from fnmatch import fnmatchcase
 from django.conf import settings
 
 from cmdb import services
-from cmdb.gitrepo import CommitRefs, GitError, TagRef
+from cmdb.gitrepo import CommitRefs, ConfigRepo, GitError, TagRef
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +64,18 @@ def rev_choices(*, recent: int = RECENT_COMMITS) -> list[RevChoice]:
     """What a revision picker offers: origin's branches, the tags, then the latest commits of the indexed branch."""
     try:
         repo = services.get_repo()
-        branches = repo.branches()
-        tags = repo.tag_refs()
-        head = services.main_sha(repo)  # from Git, not the index: pickers add no query to a page
-        commits = repo.log(head, max_count=recent) if head else []
+        # On every page with a revision box: asked of Git once per process while the refs stay put.
+        return list(repo.while_refs_unchanged(("rev-choices", recent), lambda: _rev_choices_now(repo, recent)))
     except GitError as exc:
         log.warning("cannot list revisions: %s", exc)
         return []
-    return [
-        *(RevChoice(b, "branch") for b in branches),
-        *(RevChoice(t.name, "tag") for t in tags),
+
+
+def _rev_choices_now(repo: ConfigRepo, recent: int) -> tuple[RevChoice, ...]:
+    head = services.main_sha(repo)  # from Git, not the index: pickers add no query to a page
+    commits = repo.log(head, max_count=recent) if head else []
+    return (
+        *(RevChoice(b, "branch") for b in repo.branches()),
+        *(RevChoice(t.name, "tag") for t in repo.tag_refs()),
         *(RevChoice(c.sha[:12], f"{c.committed_at:%Y-%m-%d} {c.summary[:60]}") for c in commits),
-    ]
+    )

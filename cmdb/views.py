@@ -221,9 +221,9 @@ def ci_detail(request: HttpRequest, path: str) -> HttpResponse:
     can_secrets = _can_view_secrets(request)
     rev = snap.rev
 
-    def child_row(c) -> ChildRow:
-        return ChildRow(c.name, c.path, c.kind, services.portal_url("page", c.path, rev),
-                        getattr(c, "artifact_count", None), getattr(c, "warning_count", None))
+    def child_row(c: services.ChildInfo) -> ChildRow:
+        return ChildRow(c.name, c.path, c.kind, services.portal_url("page", c.path, rev), c.artifact_count,
+                        c.warning_count)
 
     # An environment may hold a thousand machines: filter and paginate on the server, and build
     # rows (URLs) only for the page shown.
