@@ -484,8 +484,10 @@ class ConfigRepo:
         wanted = list(dict.fromkeys(shas))
         if not wanted:
             return
-        proc = subprocess.Popen(["git", "-C", str(self.path), "cat-file", "--batch"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=1 << 20)
+        # --buffer: git writes replies in blocks, not one flush per object (every request is sent up
+        # front by the thread below, so nothing waits on a reply being flushed).
+        proc = subprocess.Popen(["git", "-C", str(self.path), "cat-file", "--batch", "--buffer"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=1 << 20)
         assert proc.stdin is not None and proc.stdout is not None
         stdin, stdout = proc.stdin, proc.stdout
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cmdb.gitrepo import TreeEntry
+from fleet.paths import is_normalised_absolute
 
 MANIFEST = "manifest.toml"
 FILES_DIR = "files"
@@ -193,8 +194,7 @@ def check_target(target: str) -> str | None:
         return f"target path {target!r} is not absolute"
     if "\0" in target or "\\" in target:
         return f"target path {target!r} contains a NUL or backslash"
-    parts = target[1:].split("/")
-    if target == "/" or any(p in ("", ".", "..") for p in parts):
+    if not is_normalised_absolute(target):
         return f"target path {target!r} must be a normalised absolute path (no '..', '.', '//' or trailing '/')"
     return None
 

@@ -69,18 +69,59 @@ def _octal(mode: int | None) -> str:
     return "" if mode is None else f"{mode:04o}"
 
 
+# What planning asks of a content: its SHA-256, whether it holds a private key, whether it is text.
+# An audit batch plans the same shared file for hundreds of machines and asks each file two or three
+# times, so small contents' answers are kept, keyed by the content itself (always right, whatever a
+# caller passes), up to _FACTS_BUDGET bytes of contents held.
+_FACTS_MAX_CONTENT = 64 * 1024
+_FACTS_BUDGET = 32 * 1024 * 1024
+_facts: dict[bytes, tuple[str, bool, bool]] = {}
+_facts_held = 0
+
+
+def _content_facts(data: bytes) -> tuple[str, bool, bool] | None:
+    """The three answers for a small content (computed once), None for a large one."""
+    global _facts_held
+    if len(data) > _FACTS_MAX_CONTENT:
+        return None
+    found = _facts.get(data)
+    if found is None:
+        found = (hashlib.sha256(data).hexdigest(), has_private_key(data), _text_now(data))
+        if _facts_held + len(data) > _FACTS_BUDGET:
+            _facts.clear()
+            _facts_held = 0
+        _facts[data] = found
+        _facts_held += len(data)
+    return found
+
+
 def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    facts = _content_facts(data)
+    return facts[0] if facts else hashlib.sha256(data).hexdigest()
 
 
-def _is_text(data: bytes | None) -> bool:
-    if data is None or b"\0" in data[:8192]:
+def _text_now(data: bytes) -> bool:
+    if b"\0" in data[:8192]:
         return False
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _is_text(data: bytes | None) -> bool:
+    if data is None:
+        return False
+    facts = _content_facts(data)
+    return facts[2] if facts else _text_now(data)
+
+
+def _has_key(data: bytes | None) -> bool:
+    if not data:
+        return False
+    facts = _content_facts(data)
+    return facts[1] if facts else has_private_key(data)
 
 
 def _unified(target: str, old: bytes | None, new: bytes | None, labels: tuple[str, str] = ("live", "declared")) -> str:
@@ -101,7 +142,7 @@ def _unified(target: str, old: bytes | None, new: bytes | None, labels: tuple[st
 
 
 def _secret(declared: DeclaredFile, *contents: bytes | None) -> bool:
-    return declared.secret or any(has_private_key(c) for c in contents)
+    return declared.secret or any(_has_key(c) for c in contents)
 
 
 def paths_to_read(
@@ -115,7 +156,7 @@ def paths_to_read(
         data = declared_bytes.get(target)
         if lf is None or not lf.exists or lf.error or lf.kind not in ("file", "symlink") or data is None:
             continue
-        if decl.secret or has_private_key(data) or not _is_text(data):
+        if decl.secret or _has_key(data) or not _is_text(data):
             continue
         if (lf.size or 0) > MAX_DIFF_BYTES or lf.sha256 == _sha256(data):
             continue

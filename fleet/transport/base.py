@@ -9,6 +9,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fleet.paths import is_normalised_absolute
+
 DEFAULT_MAX_READ_BYTES = 16 * 1024 * 1024
 _MAX_SYMLINKS = 40
 
@@ -90,7 +92,7 @@ def check_path(path: str) -> str | None:
     """None when ``path`` is a normalised absolute path, else the reason."""
     if not isinstance(path, str) or not path.startswith("/") or path == "/":
         return "not an absolute file path"
-    if "\0" in path or any(p in ("", ".", "..") for p in path[1:].split("/")):
+    if not is_normalised_absolute(path):
         return "not a normalised absolute path"
     return None
 

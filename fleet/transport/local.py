@@ -26,6 +26,8 @@ from fleet.transport.base import (
     user_name,
 )
 
+_READ_CHUNK = 1 << 20
+
 
 # --- local ---------------------------------------------------------------------------------------------
 def manages_ownership() -> bool:
@@ -50,6 +52,7 @@ class LocalTransport:
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self.owners = manages_ownership()  # asked once per machine, not per file
         if not self.root.is_dir():
             raise Unreachable(f"Local machine root {self.root} is not a directory.")
 
@@ -62,9 +65,9 @@ class LocalTransport:
     def close(self) -> None:
         pass
 
-    def _parent(self, path: str, *, create: bool = False) -> tuple[list[int], str]:
-        """Open directory handles from the root down to the parent of ``path``; (handles, last name).
-        ``create``: missing directories are made (0755), as a package manager would."""
+    def _parent(self, path: str, *, create: bool = False) -> tuple[list[int], str, int]:
+        """Open directory handles from the root down to the parent of ``path``; (handles, last name,
+        symlinks followed). ``create``: missing directories are made (0755), as a package manager would."""
         parts = path[1:].split("/")
         pending = list(reversed(parts[:-1]))
         stack = [os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
@@ -109,21 +112,47 @@ class LocalTransport:
             for fd in stack:
                 os.close(fd)
             raise
-        return stack, parts[-1]
+        return stack, parts[-1], follows
 
     def _dir_of(self, path: str, dirs: dict[str, int] | None) -> tuple[int, str, bool]:
         """(handle of the parent directory, last name, whether the caller must close the handle);
         with ``dirs``, a parent resolved once serves every file in it (closed by the caller of _look)."""
         key, _, last = path.rpartition("/")
-        if dirs is not None and key in dirs:
-            return dirs[key], last, False
-        stack, name = self._parent(path)
-        for fd in stack[:-1]:
-            os.close(fd)
         if dirs is not None:
-            dirs[key] = stack[-1]
-            return stack[-1], name, False
-        return stack[-1], name, True
+            found = dirs[key] if key in dirs else self._below_known(key, dirs)
+            if found is not None:
+                return found, last, False
+        stack, name, follows = self._parent(path)
+        if dirs is None:
+            for fd in stack[:-1]:
+                os.close(fd)
+            return stack[-1], name, True
+        # Without symlinks on the way, handle i is the folder of the path's first i parts: kept for
+        # the next folders below them (a machine's files share /etc, /usr/local...).
+        parts = key.split("/")  # "" first: the root
+        aligned = follows == 0 and len(stack) == len(parts)
+        for i, fd in enumerate(stack[:-1]):
+            prefix = "/".join(parts[: i + 1])
+            if aligned and prefix not in dirs:
+                dirs[prefix] = fd
+            else:
+                os.close(fd)
+        dirs[key] = stack[-1]
+        return stack[-1], name, False
+
+    def _below_known(self, key: str, dirs: dict[str, int]) -> int | None:
+        """The handle of folder ``key`` opened in its parent's known handle, or None when the parent is
+        not known or ``key`` is not a plain folder there (a symlink, missing...: the full walk from
+        the root decides, with its checks). ``key`` is normalised (``check_path``)."""
+        above, _, name = key.rpartition("/")
+        if not name or above not in dirs:
+            return None
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirs[above])
+        except OSError:
+            return None
+        dirs[key] = fd
+        return fd
 
     def _look(self, path: str, *, read: bool, max_bytes: int,
               dirs: dict[str, int] | None = None) -> tuple[LiveFile, bytes | None]:
@@ -147,7 +176,7 @@ class LocalTransport:
                 return LiveFile(path, False), None
             except PermissionError:
                 return LiveFile(path, False, error="permission denied (cannot look up the path)"), None
-            owned_here = manages_ownership()
+            owned_here = self.owners
             meta: dict[str, Any] = {
                 "mode": stat.S_IMODE(st.st_mode),
                 "owner": user_name(st.st_uid) if owned_here else None,
@@ -168,22 +197,31 @@ class LocalTransport:
                 return LiveFile(path, True, error="permission denied", **meta), None
             except OSError as exc:
                 return LiveFile(path, True, error=exc.strerror or "read error", **meta), None
-            with os.fdopen(fd, "rb") as handle:
-                st = os.fstat(handle.fileno())
+            try:
+                st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode):  # swapped meanwhile
                     return LiveFile(path, True, error="changed while reading", **meta), None
                 digest = hashlib.sha256()
                 keep = read and st.st_size <= max_bytes
                 chunks: list[bytes] = []
-                while chunk := handle.read(1 << 20):
+                # Plain read(2)s sized by the file (one more byte shows growth): a buffered reader
+                # and a fixed 1 MiB request cost more than hashing a typical configuration file.
+                want, total = min(st.st_size + 1, _READ_CHUNK), 0
+                while chunk := os.read(fd, want):
                     digest.update(chunk)
                     if keep:
                         chunks.append(chunk)
+                    total += len(chunk)
+                    if total == st.st_size and len(chunk) < want:
+                        break  # asked for more than the file holds and got exactly its size: at the end
+                    want = _READ_CHUNK
                 meta["size"] = st.st_size
                 data = b"".join(chunks) if keep else None
                 if data is not None and len(data) > max_bytes:
                     data = None
                 return LiveFile(path, True, sha256=digest.hexdigest(), **meta), data
+            finally:
+                os.close(fd)
         finally:
             if owned:
                 os.close(parent)
@@ -218,7 +256,7 @@ class LocalTransport:
         if problem:
             raise TransportError(f"{op.target}: {problem}")
         try:
-            stack, name = self._parent(op.target, create=op.content is not None)
+            stack, name, _ = self._parent(op.target, create=op.content is not None)
         except _Refused as exc:
             raise TransportError(f"{op.target}: {exc.reason}") from None
         except OSError as exc:
@@ -241,7 +279,7 @@ class LocalTransport:
                     with os.fdopen(fd, "wb") as handle:
                         handle.write(op.content)
                         handle.flush()
-                        if (op.owner or op.group) and manages_ownership():
+                        if (op.owner or op.group) and self.owners:
                             os.fchown(handle.fileno(), _uid(op.owner), _gid(op.group))
                         os.fchmod(handle.fileno(), op.mode)
                         os.fsync(handle.fileno())

@@ -123,6 +123,44 @@ def test_local_symlinks_are_reported_never_followed_out_of_root(machine, tmp_pat
     assert b"host secret\n" not in contents.values()
 
 
+def test_folders_known_from_earlier_files_change_nothing_a_symlinked_folder_beside_them_resolves_to(
+        machine, tmp_path, monkeypatch):
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"host secret\n")
+    os.symlink("nginx", machine / "etc/linked")  # a folder link inside the root: followed
+    os.symlink("../../..", machine / "etc/escape")  # climbing out of the root: refused
+    (machine / "etc/app").mkdir()
+    (machine / "etc/app/app.conf").write_bytes(b"app\n")
+    opened: list[str] = []
+    real_open = os.open
+
+    def counting(name, flags, *args, **kwargs):
+        if flags & os.O_DIRECTORY:
+            opened.append(str(name))
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", counting)
+    # /etc and /etc/nginx are known when the links beside them are asked for
+    got = LocalTransport(machine).stat_many(["/etc/nginx/nginx.conf", "/etc/app/app.conf", "/etc/linked/nginx.conf",
+                                             f"/etc/escape/{outside.name}", "/etc/nginx/nginx.conf"])
+    assert got["/etc/linked/nginx.conf"].sha256 == sha(b"worker_processes 4;\n")
+    assert got["/etc/app/app.conf"].sha256 == sha(b"app\n")
+    escape = got[f"/etc/escape/{outside.name}"]
+    assert not escape.exists and "outside the machine root" in escape.error
+    # /etc/app was opened in the known /etc, not walked to from the root again
+    assert opened.count("etc") == 1 + 2  # the first walk, then the walks through the two links
+
+
+@pytest.mark.parametrize("size", [0, 1, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 3 * (1 << 20) + 7])
+def test_local_content_of_any_size_is_hashed_and_read_whole(machine, size):
+    data = os.urandom(size)
+    (machine / "etc/blob.bin").write_bytes(data)
+    live = LocalTransport(machine)
+    got = live.stat_many(["/etc/blob.bin"])["/etc/blob.bin"]
+    assert (got.size, got.sha256) == (size, sha(data))
+    assert live.read_many(["/etc/blob.bin"], max_bytes=size + 1).get("/etc/blob.bin", b"") == data
+
+
 def test_local_symlink_loop_is_an_error(machine):
     os.symlink("loop", machine / "loop")
     got = LocalTransport(machine).stat_many(["/loop/x"])
