@@ -25,7 +25,9 @@ def api_schema(synced, viewer, staff):
     from django.db import close_old_connections
 
     from accounts.services import token_create
-    from portal.wsgi import application
+    from django.core.wsgi import get_wsgi_application
+
+    application = get_wsgi_application()  # portal.wsgi's, without its gc.freeze() in this test process
 
     # As Django's test client does: the WSGI handler must not close the test's connection (on
     # PostgreSQL it holds the test's transaction) at the start and end of every request.
