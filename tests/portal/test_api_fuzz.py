@@ -22,10 +22,10 @@ BOUNDS = settings(max_examples=5, deadline=None, derandomize=True, database=None
 @pytest.fixture
 def api_schema(synced, viewer, staff):
     from django.core.signals import request_finished, request_started
+    from django.core.wsgi import get_wsgi_application
     from django.db import close_old_connections
 
     from accounts.services import token_create
-    from django.core.wsgi import get_wsgi_application
 
     application = get_wsgi_application()  # portal.wsgi's, without its gc.freeze() in this test process
 
