@@ -160,6 +160,15 @@ def iter_looks(
     answers = iter_machines_parallel({m: look.declaration.access for m, look in to_contact.items()
                                       if look.declaration is not None},
                                      paths, ssh_settings=ssh_settings, read=read)
+    try:
+        yield from _planned(to_contact, answers, baseline, revision)
+    finally:
+        planner.forget_contents()
+
+
+def _planned(to_contact: dict[str, MachineLook], answers: Iterable, baseline: str,
+             revision: str) -> Iterator[MachineLook]:
+    """Each contacted machine's look as its answer comes: its plan, or why there is none."""
     for machine, result in answers:
         look = to_contact[machine]
         assert look.declaration is not None

@@ -72,7 +72,8 @@ def _octal(mode: int | None) -> str:
 # What planning asks of a content: its SHA-256, whether it holds a private key, whether it is text.
 # An audit batch plans the same shared file for hundreds of machines and asks each file two or three
 # times, so small contents' answers are kept, keyed by the content itself (always right, whatever a
-# caller passes), up to _FACTS_BUDGET bytes of contents held.
+# caller passes), up to _FACTS_BUDGET bytes of contents held, and only until the batch's looks are
+# done (``forget_contents``): contents, secrets included, do not outlive the batch that read them.
 _FACTS_MAX_CONTENT = 64 * 1024
 _FACTS_BUDGET = 32 * 1024 * 1024
 _facts: dict[bytes, tuple[str, bool, bool]] = {}
@@ -93,6 +94,13 @@ def _content_facts(data: bytes) -> tuple[str, bool, bool] | None:
         _facts[data] = found
         _facts_held += len(data)
     return found
+
+
+def forget_contents() -> None:
+    """Drop every content kept by ``_content_facts`` (the end of a batch of looks)."""
+    global _facts_held
+    _facts.clear()
+    _facts_held = 0
 
 
 def _sha256(data: bytes) -> str:

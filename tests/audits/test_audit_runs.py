@@ -11,6 +11,7 @@ from audits import services, tasks
 from audits.models import AuditRun, Finding, MachineResult, MachineStatus, ManualCheck
 from audits.services import AuditConflict, AuditError, AuditForbidden
 from cmdb.secrets import MASK
+from fleet import planner
 from tests.fixtures.dryrun_repo import snapshot_tree
 
 pytestmark = pytest.mark.django_db
@@ -58,6 +59,15 @@ def test_full_audit_finds_every_kind_of_drift_and_writes_nothing(audit_env, staf
     assert all(f.state == "open" for f in found.values())
     assert "connection refused" in run.results.get(machine_path="prod/ssh1").reason
     assert "telnet" in run.results.get(machine_path="prod/broken").reason
+
+
+def test_no_file_content_outlives_the_batch_that_read_it(audit_env, staff, run_audit):
+    run = run_audit(acting_user=staff)
+    assert run.state == "succeeded"
+    # the planner keeps what it learnt of each content (digest, key, text) for the batch only: the
+    # secret token read from prod/web1 is not held by the worker afterwards
+    assert planner._facts == {}
+    assert planner._facts_held == 0
 
 
 def test_compliance_per_application_machine_and_environment(audit_env, staff, run_audit):
